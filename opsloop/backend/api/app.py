@@ -1,0 +1,146 @@
+"""The FastAPI app that carries opsloop's REST API, SSE and WebSocket routes.
+
+The Reflex app mounts itself under it (`api_transformer`), and `opsloop serve` runs it alone
+(headless instances for scale-out). `create_api(manage_runtime=True)` also starts and stops the
+runtime with the app's lifespan; under Reflex the runtime is started as a lifespan task instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import HTMLResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from opsloop.backend.api.deps import JSON, caller, error
+from opsloop.backend.api.routes import agents, health, logs, session, stream, tasks
+from opsloop.backend.config import get_settings
+from opsloop.backend.errors import DomainError
+from opsloop.backend.runtime import get_runtime
+
+log = logging.getLogger("opsloop.api")
+
+
+class BodyLimit:
+    """413 for bodies over MAX_BODY_BYTES, by Content-Length or by counting a chunked body."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await error(413, f"request body too large (limit {self.limit} bytes)")(scope, receive, send)
+                return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise HTTPException(413, f"request body too large (limit {self.limit} bytes)")
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def create_api(*, manage_runtime: bool = False) -> FastAPI:
+    settings = get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if manage_runtime:
+            rt = get_runtime()
+            await rt.start()
+            try:
+                yield
+            finally:
+                await rt.stop()
+        else:
+            yield
+
+    api = FastAPI(
+        title="opsloop",
+        version="1.0.0",
+        description=(
+            "REST API of opsloop. Every route takes Basic Auth (operators, scripts) or the "
+            "X-Internal-Key header (services), except GET /health. Streams also take ?auth=base64(user:pass)."
+        ),
+        lifespan=lifespan,
+        openapi_url=None,  # served below, behind auth like every route but /health
+        docs_url=None,
+        redoc_url=None,
+    )
+
+    @api.exception_handler(DomainError)
+    async def domain_error(_: Request, exc: DomainError):
+        return error(exc.status, exc.message)
+
+    @api.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException):
+        return error(exc.status_code, str(exc.detail), exc.headers)
+
+    @api.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {"loc": ["body"], "msg": "invalid request"}
+        return error(400, f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+
+    @api.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception):
+        log.exception("unhandled error")
+        return error(500, "internal error")
+
+    docs = APIRouter(tags=["docs"], dependencies=[Depends(caller)])
+
+    @docs.get("/openapi.json", include_in_schema=False)
+    async def openapi_document() -> JSON:
+        return JSON(api.openapi())
+
+    @docs.get("/docs", include_in_schema=False)
+    async def docs_page() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="opsloop API")
+
+    for router in (docs, health.public, health.router, session.router, tasks.router, logs.router, agents.router):
+        api.include_router(router)
+    api.router.routes.append(Route("/logs/stream", stream.SSEStream(), methods=["GET"], name="logs_stream"))
+    api.router.routes.append(WebSocketRoute("/ws", stream.websocket_endpoint, name="ws"))
+    api.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.allowed_origins,
+        allow_methods=["GET", "POST", "PATCH", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type", "X-Internal-Key", "Last-Event-ID"],
+        allow_credentials=False,
+    )
+    api.add_middleware(BodyLimit, limit=settings.MAX_BODY_BYTES)
+    return api
+
+
+def route_table(app: object) -> list[tuple[str, str, str]]:
+    """Every (kind, method, path) an app serves, walking included routers: for docs and the auth matrix."""
+    out: list[tuple[str, str, str]] = []
+
+    def walk(routes: list[object]) -> None:
+        for r in routes:
+            inner = getattr(getattr(r, "original_router", None), "routes", None)
+            if inner is not None:
+                walk(inner)
+            elif isinstance(r, WebSocketRoute) or type(r).__name__ == "APIWebSocketRoute":
+                out.append(("ws", "WS", r.path))  # type: ignore[attr-defined]
+            elif hasattr(r, "methods") and r.methods:  # type: ignore[attr-defined]
+                for m in sorted(r.methods - {"HEAD"}):  # type: ignore[attr-defined]
+                    out.append(("http", m, r.path))  # type: ignore[attr-defined]
+
+    walk(getattr(app, "routes", []))
+    return out

@@ -1,0 +1,131 @@
+"""Shared route plumbing: who is calling, the runtime, strict body and query parsing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import orjson
+from fastapi import HTTPException, Request
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from starlette.responses import JSONResponse
+
+from opsloop.backend import jsonutil
+from opsloop.backend.auth import Principal, authenticate
+from opsloop.backend.config import get_settings
+from opsloop.backend.errors import BadRequest
+from opsloop.backend.runtime import Runtime, get_runtime
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class JSON(JSONResponse):
+    """JSON via orjson: rows carry datetimes and UUIDs, and this is the hot path."""
+
+    def render(self, content: Any) -> bytes:
+        return jsonutil.dumps(content)
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSON:
+    return JSON({"error": message}, status_code=status, headers=headers)
+
+
+class AuthError(HTTPException):
+    pass
+
+
+def unauthorized() -> HTTPException:
+    return HTTPException(401, "Unauthorized", headers={"WWW-Authenticate": 'Basic realm="opsloop"'})
+
+
+def caller(request: Request) -> Principal:
+    """Basic Auth or X-Internal-Key; `?auth=` is only for stream routes (see `stream_caller`)."""
+    p = authenticate(get_settings(), request.headers.get("authorization"), request.headers.get("x-internal-key"))
+    if p is None:
+        raise unauthorized()
+    return p
+
+
+def service_caller(request: Request) -> Principal:
+    """Routes for services only (agent registration): the internal key, not a person's password."""
+    p = caller(request)
+    if p.kind != "service":
+        raise HTTPException(403, "This route takes the internal key (X-Internal-Key)")
+    return p
+
+
+def runtime() -> Runtime:
+    rt = get_runtime()
+    if not rt.started:
+        raise HTTPException(503, "opsloop is starting")
+    return rt
+
+
+async def read_json(request: Request) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        raise BadRequest("request body is empty: expected JSON")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadRequest("request body is not valid JSON") from None
+
+
+def describe(exc: ValidationError, prefix: str = "") -> str:
+    """The first problem, naming its field (and the entry's index for arrays)."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "body"
+    if err["type"] == "missing":
+        return f"{prefix}{loc} is required"
+    return f"{prefix}{loc}: {err['msg']}"
+
+
+def validate(model: type[M], data: Any) -> M:
+    if not isinstance(data, dict):
+        raise BadRequest("request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise BadRequest(describe(exc)) from None
+
+
+def validate_list(adapter: TypeAdapter[Any], data: list[Any]) -> Any:
+    try:
+        return adapter.validate_python(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        index, *rest = err["loc"]
+        field = ".".join(str(p) for p in rest) or "entry"
+        what = "is required" if err["type"] == "missing" else f": {err['msg']}"
+        raise BadRequest(f"entry {index}: {field} {what}".replace(" :", ":")) from None
+
+
+def parse_limit(raw: str | None, default: int, maximum: int) -> int:
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= maximum:
+        raise BadRequest(f"limit must be an integer from 1 to {maximum}")
+    return value
+
+
+def parse_time(raw: str | None, name: str) -> datetime | None:
+    """ISO 8601, or epoch milliseconds (what the earlier system's clients send)."""
+    if raw is None or raw == "":
+        return None
+    try:
+        if raw.isdigit():
+            return datetime.fromtimestamp(int(raw) / 1000, tz=UTC)
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    except (ValueError, OverflowError, OSError):
+        raise BadRequest(f"{name} must be an ISO 8601 time or epoch milliseconds") from None
+
+
+def corr_param(request: Request) -> str | None:
+    """`corrId` and `correlationId` are both accepted (the earlier system used both)."""
+    q = request.query_params
+    return q.get("correlationId") or q.get("corrId") or None

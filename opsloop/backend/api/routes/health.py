@@ -1,0 +1,51 @@
+"""`GET /health` (public) and `GET /config/validate`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Depends
+
+from opsloop.backend.api.deps import JSON, caller
+from opsloop.backend.config import validate_config
+from opsloop.backend.runtime import APP_SERVICE, get_runtime
+
+public = APIRouter(tags=["health"])
+router = APIRouter(tags=["config"], dependencies=[Depends(caller)])
+
+
+@public.get("/health", summary="Liveness and database check (public)")
+async def health() -> JSON:
+    rt = get_runtime()
+    now = datetime.now(UTC).isoformat()
+    try:
+        if not rt.started:
+            raise RuntimeError("starting")
+        async with rt.pool.connection(timeout=2) as conn:
+            await conn.execute("SELECT 1")
+    except Exception as exc:
+        reason = "starting" if str(exc) == "starting" else "database unavailable"
+        return JSON({"service": APP_SERVICE, "status": "error", "error": reason, "timestamp": now}, status_code=503)
+    return JSON(
+        {
+            "service": APP_SERVICE,
+            "status": "ok",
+            "timestamp": now,
+            "instance": rt.instance_id,
+            "logWriter": {"buffered": rt.writer.buffered, **rt.writer.stats},
+            "live": {"subscribers": rt.bus.subscriber_count, "connected": rt.bus.connected.is_set()},
+        }
+    )
+
+
+@router.get("/config/validate", summary="This service's configuration report (no values)")
+async def config_validate() -> JSON:
+    report = validate_config("app")
+    return JSON({**report.as_json(), "service": APP_SERVICE})
+
+
+@router.get("/config/matrix", summary="Every service's configuration report (the app and each registered agent)")
+async def config_matrix() -> JSON:
+    from opsloop.backend.config_matrix import collect_reports
+
+    return JSON({"services": await collect_reports(get_runtime())})

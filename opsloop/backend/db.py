@@ -1,0 +1,84 @@
+"""Database access: which server, the psycopg connection pool, and migrations.
+
+Everything on the request path uses one `psycopg_pool.AsyncConnectionPool` per process with
+plain SQL (fast, visible); SQLAlchemy is only used by alembic.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import set_json_dumps, set_json_loads
+from psycopg_pool import AsyncConnectionPool
+
+from opsloop.backend import jsonutil
+from opsloop.backend.config import PROJECT_ROOT, get_settings
+
+set_json_dumps(jsonutil.dumps_str)
+set_json_loads(jsonutil.loads)
+
+
+def database_url() -> str:
+    """The configured server, or the embedded one (started on demand) when none is configured."""
+    url = get_settings().database_url
+    if url:
+        return url
+    from opsloop.backend.embedded_db import start_embedded
+
+    url = start_embedded()
+    os.environ["DATABASE_URL"] = url  # child processes and later lookups reuse the same server
+    get_settings.cache_clear()
+    return url
+
+
+def sqlalchemy_url(url: str | None = None) -> str:
+    """`database_url()` spelled for SQLAlchemy's psycopg 3 dialect."""
+    url = url or database_url()
+    return "postgresql+psycopg://" + url.split("://", 1)[1]
+
+
+def make_pool(url: str | None = None, *, min_size: int = 2, max_size: int = 10, name: str = "opsloop") -> AsyncConnectionPool:
+    """A pool whose connections return dict rows; opened by the caller (`await pool.open()`)."""
+    return AsyncConnectionPool(
+        url or database_url(),
+        min_size=min_size,
+        max_size=max_size,
+        kwargs={"row_factory": dict_row, "autocommit": True, "prepare_threshold": None},
+        open=False,
+        name=name,
+        check=AsyncConnectionPool.check_connection,
+        reconnect_timeout=3600,
+    )
+
+
+def upgrade_database(url: str | None = None, revision: str = "head") -> None:
+    """`alembic upgrade` to `revision` (idempotent; safe to run at every start)."""
+    _alembic("upgrade", revision, url)
+
+
+def downgrade_database(url: str | None = None, revision: str = "base") -> None:
+    _alembic("downgrade", revision, url)
+
+
+def _alembic(command: str, revision: str, url: str | None) -> None:
+    from alembic.config import Config
+
+    from alembic import command as alembic_command
+
+    cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
+    cfg.attributes["url"] = sqlalchemy_url(url)
+    cfg.attributes["skip_logging_config"] = True
+    getattr(alembic_command, command)(cfg, revision)
+
+
+def check_connection(url: str | None = None, timeout: float = 3.0) -> None:
+    """Raise if the server cannot be reached (used by boot checks and `/health`)."""
+    with psycopg.connect(url or database_url(), connect_timeout=int(timeout)) as conn:
+        conn.execute("SELECT 1")
+
+
+def project_data_dir() -> Path:
+    return PROJECT_ROOT / ".data"

@@ -1,0 +1,1 @@
+"""Structured logs: storage and search (`repository`), our own non-blocking writer (`writer`)."""

@@ -1,0 +1,147 @@
+"""The process-wide runtime: pool, registry, live bus, dispatcher, log writer, scheduled jobs.
+
+Both ways of running the app start it: the Reflex app (as a lifespan task) and the headless API
+(`opsloop serve`, FastAPI lifespan). Dashboard states and API routes reach the domain through
+`get_runtime()`, in the same process, never over HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from opsloop.backend import db
+from opsloop.backend.agents.registry import Registry
+from opsloop.backend.config import Settings, get_settings
+from opsloop.backend.live.bus import LiveBus
+from opsloop.backend.logs import repository as logs_repo
+from opsloop.backend.logs.writer import LogWriter
+from opsloop.backend.tasks.dispatcher import Dispatcher
+
+log = logging.getLogger("opsloop.runtime")
+APP_SERVICE = "opsloop"
+
+
+class Runtime:
+    def __init__(self, settings: Settings | None = None, *, dispatch: bool | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.url = db.database_url()
+        self.instance_id = f"orchestrator-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.dispatch_enabled = dispatch if dispatch is not None else os.environ.get("OPSLOOP_DISPATCH", "1") != "0"
+        pool_size = max(4, min(20, self.settings.DISPATCH_CONCURRENCY // 4 + 4))
+        self.pool = db.make_pool(self.url, min_size=2, max_size=pool_size, name="opsloop-app")
+        self.registry = Registry(self.pool)
+        self.bus = LiveBus(self.url, self.pool)
+        self.writer = LogWriter(APP_SERVICE, self._write_logs)
+        self.local_handlers: dict[str, Any] = {}
+        self.dispatcher = Dispatcher(
+            self.pool,
+            self.registry,
+            internal_key=self.settings.INTERNAL_KEY or "",
+            instance_id=self.instance_id,
+            concurrency=self.settings.DISPATCH_CONCURRENCY,
+            lease_s=float(os.environ.get("OPSLOOP_LEASE_S", "15")),
+            local_handlers=self.local_handlers,
+            on_failure=self._log_failure,
+        )
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.started = False
+
+    async def _write_logs(self, batch: list[dict[str, Any]]) -> None:
+        await logs_repo.insert_logs(self.pool, batch, returning=False)
+
+    def _log_failure(self, task: dict[str, Any], message: str) -> None:
+        self.writer.warn(
+            f"attempt {task['attempts']} of {task['type']} failed: {message}",
+            {"attempt": task["attempts"], "agent": task["agent_slug"]},
+            task_id=task["id"],
+            trace_id=task["trace_id"],
+            correlation_id=task["correlation_id"],
+        )
+
+    async def start(self) -> None:
+        await self.pool.open(wait=True, timeout=30)
+        self.writer.start()
+        self._tasks.append(asyncio.create_task(self.bus.run(), name="live-bus"))
+        self.bus.on_notification(self._on_notification)
+        await self.registry.register(slug=self.instance_id, url=None, task_types=[], endpoint=None, meta={"pid": os.getpid()}, kind="orchestrator")
+        self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name="orchestrator-heartbeat"))
+        if self.dispatch_enabled:
+            self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
+        self.scheduler.add_job(self.retention, "interval", hours=1, id="retention", next_run_time=datetime.now(UTC) + timedelta(minutes=1))
+        self.scheduler.start()
+        self.started = True
+        self.writer.info("instance started", {"instance": self.instance_id, "dispatch": self.dispatch_enabled})
+
+    def _on_notification(self, payload: str) -> None:
+        if payload.startswith("t:"):
+            self.dispatcher.wake()
+
+    async def notify_agent_cancel(self, task: dict[str, Any]) -> None:
+        """Best effort: tell the agent of a cancelled running task (its late answer is ignored anyway)."""
+        agent = await self.registry.get(task["agent_slug"]) if task.get("agent_slug") else None
+        if agent is None or not agent.url or not agent.url.startswith("http"):
+            return
+        try:
+            async with httpx.AsyncClient(timeout=2.0) as client:
+                await client.post(
+                    agent.url.rstrip("/") + "/cancel",
+                    json={"taskId": str(task["id"]), "traceId": task["trace_id"]},
+                    headers={"X-Internal-Key": self.settings.INTERNAL_KEY or ""},
+                )
+        except httpx.HTTPError:
+            pass
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(10)
+            with contextlib.suppress(Exception):
+                await self.registry.heartbeat(self.instance_id)
+
+    async def retention(self) -> dict[str, int]:
+        """Delete logs and task events older than LOG_RETENTION_DAYS, in small batches."""
+        cutoff = datetime.now(UTC) - timedelta(days=self.settings.LOG_RETENTION_DAYS)
+        deleted = {t: await logs_repo.delete_older_than(self.pool, t, cutoff) for t in ("logs", "task_events")}
+        if any(deleted.values()):
+            self.writer.info("retention deleted old rows", deleted)
+        return deleted
+
+    async def stop(self) -> None:
+        if not self.started:
+            return
+        self.started = False
+        with contextlib.suppress(Exception):
+            self.scheduler.shutdown(wait=False)
+        if self.dispatch_enabled:
+            await self.dispatcher.stop()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.writer.stop()
+        await self.pool.close()
+
+
+_runtime: Runtime | None = None
+
+
+def get_runtime() -> Runtime:
+    """The process's runtime (created on first use, started by the app's lifespan)."""
+    global _runtime
+    if _runtime is None:
+        _runtime = Runtime()
+    return _runtime
+
+
+def set_runtime(runtime: Runtime | None) -> None:
+    global _runtime
+    _runtime = runtime

@@ -1,0 +1,156 @@
+-- Tasks and their events. Every statement that changes a task also writes its event, in the
+-- same statement (a data-modifying CTE), and bumps `version` so the live trigger publishes it.
+
+-- name: create_task
+WITH ins AS (
+  INSERT INTO tasks (type, source, payload, correlation_id, trace_id, agent_slug, idempotency_key, max_attempts)
+  VALUES (%(type)s, %(source)s, %(payload)s, %(correlation_id)s, %(trace_id)s, %(agent_slug)s, %(idempotency_key)s, %(max_attempts)s)
+  ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+  RETURNING *
+), ev AS (
+  INSERT INTO task_events (task_id, actor, kind, data, correlation_id, trace_id)
+  SELECT id, %(source)s, 'created', jsonb_build_object('type', type, 'agent', agent_slug, 'source', source), correlation_id, trace_id FROM ins
+)
+SELECT * FROM ins
+
+-- name: task_by_idempotency_key
+SELECT * FROM tasks WHERE idempotency_key = %(idempotency_key)s
+
+-- name: get_task
+SELECT * FROM tasks WHERE id = %(id)s
+
+-- name: task_events
+SELECT * FROM task_events WHERE task_id = %(id)s ORDER BY id
+
+-- name: patch_task
+WITH upd AS (
+  UPDATE tasks SET
+    status = coalesce(%(status)s, status),
+    result = CASE WHEN %(set_result)s THEN %(result)s ELSE result END,
+    error = CASE WHEN %(set_error)s THEN %(error)s ELSE error END,
+    payload = CASE WHEN %(set_payload)s THEN %(payload)s ELSE payload END,
+    correlation_id = CASE WHEN %(set_correlation_id)s THEN %(correlation_id)s ELSE correlation_id END,
+    finished_at = CASE WHEN %(status)s IN ('done', 'error', 'cancelled') THEN now() ELSE finished_at END,
+    version = version + 1,
+    updated_at = now()
+  WHERE id = %(id)s AND version = %(if_version)s
+  RETURNING *
+), ev AS (
+  INSERT INTO task_events (task_id, actor, kind, data, correlation_id, trace_id)
+  SELECT id, %(actor)s, %(kind)s, %(event_data)s, correlation_id, trace_id FROM upd
+)
+SELECT * FROM upd
+
+-- name: cancel_task
+WITH upd AS (
+  UPDATE tasks SET status = 'cancelled', cancel_requested = true, version = version + 1,
+    lease_owner = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now()
+  WHERE id = %(id)s AND status IN ('queued', 'running')
+  RETURNING *, (SELECT status FROM tasks WHERE id = %(id)s) AS previous_status
+), ev AS (
+  INSERT INTO task_events (task_id, actor, kind, data, correlation_id, trace_id)
+  SELECT id, %(actor)s, 'cancelled', jsonb_build_object('status', 'cancelled', 'from', previous_status), correlation_id, trace_id FROM upd
+)
+SELECT * FROM upd
+
+-- name: retry_task
+WITH upd AS (
+  UPDATE tasks SET status = 'queued', attempts = 0, run_after = now(), error = NULL, result = NULL,
+    cancel_requested = false, finished_at = NULL, version = version + 1, updated_at = now()
+  WHERE id = %(id)s AND status IN ('error', 'cancelled')
+  RETURNING *
+), ev AS (
+  INSERT INTO task_events (task_id, actor, kind, data, correlation_id, trace_id)
+  SELECT id, %(actor)s, 'retried', jsonb_build_object('status', 'queued'), correlation_id, trace_id FROM upd
+)
+SELECT * FROM upd
+
+-- name: claim_tasks
+-- Take up to n runnable tasks; SKIP LOCKED lets every instance claim without waiting on others.
+WITH picked AS (
+  SELECT id FROM tasks
+  WHERE status = 'queued' AND run_after <= now()
+  ORDER BY run_after
+  LIMIT %(n)s
+  FOR UPDATE SKIP LOCKED
+), upd AS (
+  UPDATE tasks t SET status = 'running', attempts = t.attempts + 1, version = t.version + 1,
+    lease_owner = %(owner)s, lease_expires_at = now() + make_interval(secs => %(lease_s)s),
+    started_at = coalesce(t.started_at, now()), updated_at = now()
+  FROM picked WHERE t.id = picked.id
+  RETURNING t.*
+), ev AS (
+  INSERT INTO task_events (task_id, actor, kind, data, correlation_id, trace_id)
+  SELECT id, 'orchestrator', 'running', jsonb_build_object('status', 'running', 'attempt', attempts, 'instance', %(owner)s, 'agent', agent_slug), correlation_id, trace_id FROM upd
+)
+SELECT * FROM upd
+
+-- name: complete_tasks
+-- Apply agent answers in one statement; the guard on owner, attempt and status drops any answer
+-- from a superseded attempt (lease expired and re-claimed, or cancelled meanwhile).
+WITH answers AS (
+  SELECT * FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(results)s::jsonb[]) AS a(id, attempt, result)
+), upd AS (
+  UPDATE tasks t SET status = 'done', result = a.result, error = NULL, version = t.version + 1,
+    lease_owner = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now()
+  FROM answers a
+  WHERE t.id = a.id AND t.status = 'running' AND t.lease_owner = %(owner)s AND t.attempts = a.attempt
+  RETURNING t.*
+), ev AS (
+  INSERT INTO task_events (task_id, actor, kind, data, correlation_id, trace_id)
+  SELECT id, coalesce(agent_slug, 'agent'), 'done', jsonb_build_object('status', 'done', 'attempt', attempts), correlation_id, trace_id FROM upd
+)
+SELECT id FROM upd
+
+-- name: fail_attempt
+-- An attempt failed: schedule the next one after `delay_s`, or end in `error` past the limit
+-- (or at once when `final`: the agent refused the task).
+WITH upd AS (
+  UPDATE tasks SET
+    status = CASE WHEN (attempts >= max_attempts OR %(final)s) THEN 'error' ELSE 'queued' END,
+    error = jsonb_build_object('message', %(message)s::text, 'attempts', attempts),
+    run_after = now() + make_interval(secs => %(delay_s)s),
+    finished_at = CASE WHEN (attempts >= max_attempts OR %(final)s) THEN now() ELSE NULL END,
+    lease_owner = NULL, lease_expires_at = NULL, version = version + 1, updated_at = now()
+  WHERE id = %(id)s AND status = 'running' AND lease_owner = %(owner)s AND attempts = %(attempt)s
+  RETURNING *
+), ev AS (
+  INSERT INTO task_events (task_id, actor, kind, data, correlation_id, trace_id)
+  SELECT id, 'orchestrator', CASE WHEN status = 'error' THEN 'error' ELSE 'retry_scheduled' END,
+    jsonb_build_object('status', status, 'attempt', attempts, 'message', %(message)s::text, 'delay_s', %(delay_s)s), correlation_id, trace_id
+  FROM upd
+)
+SELECT * FROM upd
+
+-- name: renew_leases
+UPDATE tasks SET lease_expires_at = now() + make_interval(secs => %(lease_s)s)
+WHERE id = ANY(%(ids)s::uuid[]) AND lease_owner = %(owner)s AND status = 'running'
+
+-- name: reclaim_expired
+-- Tasks whose instance died (lease not renewed): back to the queue, or `error` past the limit.
+WITH expired AS (
+  SELECT id FROM tasks WHERE status = 'running' AND lease_expires_at < now()
+  ORDER BY lease_expires_at LIMIT 500 FOR UPDATE SKIP LOCKED
+), upd AS (
+  UPDATE tasks t SET
+    status = CASE WHEN t.attempts >= t.max_attempts THEN 'error' ELSE 'queued' END,
+    error = CASE WHEN t.attempts >= t.max_attempts
+      THEN jsonb_build_object('message', 'lease expired: the instance running it stopped', 'attempts', t.attempts) ELSE t.error END,
+    finished_at = CASE WHEN t.attempts >= t.max_attempts THEN now() ELSE NULL END,
+    run_after = now(), lease_owner = NULL, lease_expires_at = NULL, version = t.version + 1, updated_at = now()
+  FROM expired WHERE t.id = expired.id
+  RETURNING t.*
+), ev AS (
+  INSERT INTO task_events (task_id, actor, kind, data, correlation_id, trace_id)
+  SELECT id, 'orchestrator', 'lease_expired', jsonb_build_object('status', status, 'attempt', attempts), correlation_id, trace_id FROM upd
+)
+SELECT id FROM upd
+
+-- name: next_run_after
+SELECT min(run_after) AS next FROM tasks WHERE status = 'queued'
+
+-- name: insert_event
+INSERT INTO task_events (task_id, actor, kind, data, correlation_id, trace_id)
+SELECT id, %(actor)s, %(kind)s, %(data)s, coalesce(%(correlation_id)s, correlation_id), coalesce(%(trace_id)s, trace_id)
+FROM tasks WHERE id = %(task_id)s
+RETURNING *

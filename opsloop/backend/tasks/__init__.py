@@ -1,0 +1,1 @@
+"""The task engine: persistence (`repository`), routing (`agents.registry`), execution (`dispatcher`)."""

@@ -1,0 +1,255 @@
+"""Runs queued tasks: claim with SKIP LOCKED, call the agent, record the outcome.
+
+One dispatcher per app instance. It wakes on the live bus's task notifications (with a slow poll
+as a safety net), claims in batches up to its free concurrency, holds a lease it renews while
+agents work, and re-queues tasks whose lease expired because their instance died. Answers are
+applied in batches, guarded by owner and attempt so a superseded attempt's answer is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from opsloop.backend.agents.registry import Registry
+from opsloop.backend.sql import queries
+
+Q = queries("tasks")
+log = logging.getLogger("opsloop.dispatcher")
+
+LocalHandler = Callable[[dict[str, Any]], Awaitable[Any]]
+OnFailure = Callable[[dict[str, Any], str], None]
+
+
+class PermanentFailure(Exception):
+    """The agent refused the task (4xx): retrying the same payload cannot help."""
+
+
+def backoff_s(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
+    """Exponential backoff with full jitter (attempt 1 → up to `base` seconds)."""
+    return random.uniform(base / 2, min(cap, base * 2 ** (attempt - 1)))
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        registry: Registry,
+        *,
+        internal_key: str,
+        instance_id: str | None = None,
+        concurrency: int = 64,
+        claim_batch: int = 32,
+        lease_s: float = 15.0,
+        poll_s: float = 2.0,
+        backoff_base_s: float = 0.5,
+        local_handlers: dict[str, LocalHandler] | None = None,
+        on_failure: OnFailure | None = None,
+    ) -> None:
+        self.pool = pool
+        self.registry = registry
+        self.internal_key = internal_key
+        self.instance_id = instance_id or f"orchestrator-{uuid.uuid4().hex[:12]}"
+        self.concurrency = concurrency
+        self.claim_batch = claim_batch
+        self.lease_s = lease_s
+        self.poll_s = poll_s
+        self.backoff_base_s = backoff_base_s
+        self.local_handlers = local_handlers or {}
+        self.on_failure = on_failure
+        self._inflight: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._answers: list[tuple[uuid.UUID, int, Any]] = []
+        self._answers_ready = asyncio.Event()
+        self._http = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            timeout=httpx.Timeout(10.0),
+        )
+        self._stopping = False
+        self.stats = {"claimed": 0, "done": 0, "failed_attempts": 0, "stale_answers": 0}
+
+    def wake(self) -> None:
+        """Called on every task notification: there may be something to claim."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Main loop plus its helpers (lease renewal, expiry reclaim, answer flushing)."""
+        helpers = [
+            asyncio.create_task(self._renew_leases(), name="dispatcher-leases"),
+            asyncio.create_task(self._reclaim_expired(), name="dispatcher-reclaim"),
+            asyncio.create_task(self._flush_answers(), name="dispatcher-answers"),
+        ]
+        try:
+            await self._claim_loop()
+        finally:
+            for t in helpers:
+                t.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Stop claiming, let running attempts finish for a moment, flush their answers."""
+        self._stopping = True
+        self._wake.set()
+        if self._inflight:
+            await asyncio.wait(list(self._inflight.values()), timeout=grace_s)
+        await self._apply_answers()
+        await self._http.aclose()
+
+    async def _claim_loop(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            free = self.concurrency - len(self._inflight)
+            claimed = 0
+            if free > 0:
+                try:
+                    claimed = await self._claim(min(free, self.claim_batch))
+                except Exception as exc:  # database down: keep the loop, try again shortly
+                    log.warning("claim failed: %s", exc)
+                    await asyncio.sleep(1.0)
+                    continue
+            if claimed and claimed == min(free, self.claim_batch):
+                continue  # likely more waiting: claim again right away
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
+            except TimeoutError:
+                pass
+
+    async def _claim(self, n: int) -> int:
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(Q.claim_tasks, {"n": n, "owner": self.instance_id, "lease_s": self.lease_s})).fetchall()
+        for row in rows:
+            self._inflight[row["id"]] = asyncio.create_task(self._execute(row))
+        self.stats["claimed"] += len(rows)
+        return len(rows)
+
+    async def _execute(self, task: dict[str, Any]) -> None:
+        try:
+            output, channel = await self._call_agent(task)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # agent down, timeout, refusal, bad answer
+            await self._fail(task, exc)
+        else:
+            result = {"agent": {"slug": task["agent_slug"], "channel": channel}, "status": "completed", "output": output}
+            self._answers.append((task["id"], task["attempts"], result))
+            self._answers_ready.set()
+        finally:
+            self._inflight.pop(task["id"], None)
+            self._wake.set()
+
+    async def _call_agent(self, task: dict[str, Any]) -> tuple[Any, str]:
+        slug = task["agent_slug"]
+        if slug in self.local_handlers:
+            return await self.local_handlers[slug](task), "local"
+        agent = await self.registry.get(slug)
+        if agent is None or not agent.url:
+            raise RuntimeError(f"agent {slug!r} is not registered")
+        limits = agent.limits_for(task["type"])
+        body = {
+            "traceId": task["trace_id"],
+            "taskId": str(task["id"]),
+            "type": task["type"],
+            "payload": task["payload"],
+            "correlationId": task["correlation_id"],
+            "attempt": task["attempts"],
+        }
+        headers = {"X-Internal-Key": self.internal_key, "X-Trace-Id": task["trace_id"]}
+        if task["correlation_id"]:
+            headers["X-Correlation-Id"] = task["correlation_id"]
+        try:
+            resp = await self._http.post(agent.endpoint_url(), json=body, headers=headers, timeout=limits.timeout_s)
+        except httpx.TimeoutException:
+            raise RuntimeError(f"agent {slug} timed out after {limits.timeout_s:g}s") from None
+        except httpx.HTTPError as exc:
+            raise RuntimeError(f"agent {slug} unreachable: {type(exc).__name__}") from None
+        if 400 <= resp.status_code < 500 and resp.status_code not in (408, 429):
+            raise PermanentFailure(f"agent {slug} refused the task: HTTP {resp.status_code} {resp.text[:200]}")
+        if resp.status_code >= 300:
+            raise RuntimeError(f"agent {slug} answered HTTP {resp.status_code}")
+        try:
+            return resp.json(), "http"
+        except ValueError:
+            raise RuntimeError(f"agent {slug} answered non-JSON") from None
+
+    async def _fail(self, task: dict[str, Any], exc: Exception) -> None:
+        self.stats["failed_attempts"] += 1
+        message = str(exc) or type(exc).__name__
+        final = isinstance(exc, PermanentFailure)
+        delay = 0.0 if final else backoff_s(task["attempts"], self.backoff_base_s)
+        params = {
+            "id": task["id"],
+            "owner": self.instance_id,
+            "attempt": task["attempts"],
+            "message": message,
+            "delay_s": delay,
+            "final": final,
+        }
+        for _ in range(30):
+            try:
+                async with self.pool.connection() as conn:
+                    await conn.execute(Q.fail_attempt, params)
+                break
+            except Exception as db_exc:  # keep the outcome until the database is back
+                log.warning("recording a failed attempt failed: %s", db_exc)
+                await asyncio.sleep(1.0)
+        if self.on_failure:
+            self.on_failure(task, message)
+
+    async def _flush_answers(self) -> None:
+        while True:
+            await self._answers_ready.wait()
+            await asyncio.sleep(0.002)  # let a few answers gather: one statement for all
+            await self._apply_answers()
+
+    async def _apply_answers(self) -> None:
+        self._answers_ready.clear()
+        while self._answers:
+            batch, self._answers = self._answers[:500], self._answers[500:]
+            params = {
+                "ids": [a[0] for a in batch],
+                "attempts": [a[1] for a in batch],
+                "results": [Jsonb(a[2]) for a in batch],
+                "owner": self.instance_id,
+            }
+            try:
+                async with self.pool.connection() as conn:
+                    applied = await (await conn.execute(Q.complete_tasks, params)).fetchall()
+            except Exception as exc:  # database down: keep the answers, try again
+                log.warning("recording answers failed (%d kept): %s", len(batch), exc)
+                self._answers[:0] = batch
+                await asyncio.sleep(0.5)
+                continue
+            self.stats["done"] += len(applied)
+            self.stats["stale_answers"] += len(batch) - len(applied)
+
+    async def _renew_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            ids = list(self._inflight)
+            if not ids:
+                continue
+            try:
+                async with self.pool.connection() as conn:
+                    await conn.execute(Q.renew_leases, {"ids": ids, "owner": self.instance_id, "lease_s": self.lease_s})
+            except Exception as exc:
+                log.warning("lease renewal failed: %s", exc)
+
+    async def _reclaim_expired(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.5, self.lease_s / 3))
+            try:
+                async with self.pool.connection() as conn:
+                    rows = await (await conn.execute(Q.reclaim_expired)).fetchall()
+                if rows:
+                    log.warning("re-queued %d task(s) whose lease expired", len(rows))
+                    self._wake.set()
+            except Exception as exc:
+                log.warning("reclaim failed: %s", exc)

@@ -1,0 +1,280 @@
+"""Task persistence: every function is one round trip, and every change writes its event in the
+same statement (see `sql/tasks.sql`)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from opsloop.backend.errors import BadRequest, Conflict, NotFound
+from opsloop.backend.models import TASK_STATUSES
+from opsloop.backend.paging import decode_cursor, encode_cursor
+from opsloop.backend.sql import queries
+
+Q = queries("tasks")
+Row = dict[str, Any]
+
+
+def parse_task_id(raw: str) -> uuid.UUID:
+    """A malformed id is simply a task that does not exist (404, never 500)."""
+    try:
+        return uuid.UUID(raw)
+    except (ValueError, AttributeError, TypeError):
+        raise NotFound("Task not found") from None
+
+
+def new_trace_id() -> str:
+    return uuid.uuid4().hex
+
+
+async def create_task(
+    pool: AsyncConnectionPool,
+    *,
+    type: str,
+    source: str,
+    payload: Any,
+    correlation_id: str | None,
+    trace_id: str,
+    agent_slug: str,
+    idempotency_key: str | None,
+    max_attempts: int,
+) -> tuple[Row, bool]:
+    """Insert the task and its `created` event; with a known idempotency key, the first task."""
+    params = {
+        "type": type,
+        "source": source,
+        "payload": Jsonb(payload) if payload is not None else None,
+        "correlation_id": correlation_id,
+        "trace_id": trace_id,
+        "agent_slug": agent_slug,
+        "idempotency_key": idempotency_key,
+        "max_attempts": max_attempts,
+    }
+    async with pool.connection() as conn:
+        row = await (await conn.execute(Q.create_task, params)).fetchone()
+        if row is not None:
+            return row, True
+        existing = await (await conn.execute(Q.task_by_idempotency_key, params)).fetchone()
+        if existing is None:  # the first one was deleted by retention meanwhile
+            raise Conflict("idempotency key is being used by a task that no longer exists")
+        return existing, False
+
+
+async def get_task(pool: AsyncConnectionPool, task_id: uuid.UUID) -> tuple[Row, list[Row]]:
+    async with pool.connection() as conn:
+        task = await (await conn.execute(Q.get_task, {"id": task_id})).fetchone()
+        if task is None:
+            raise NotFound("Task not found")
+        events = await (await conn.execute(Q.task_events, {"id": task_id})).fetchall()
+    return task, events
+
+
+async def list_tasks(
+    pool: AsyncConnectionPool,
+    *,
+    status: str | None = None,
+    correlation_id: str | None = None,
+    trace_id: str | None = None,
+    type: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[Row], str | None]:
+    """Newest `updated_at` first, keyset-paged on (updated_at, id); each filter has an index."""
+    where, params = [], {"limit": limit + 1}
+    if status is not None:
+        if status not in TASK_STATUSES:
+            raise BadRequest(f"status must be one of {', '.join(TASK_STATUSES)}")
+        where.append("status = %(status)s")
+        params["status"] = status
+    for column, value in (("correlation_id", correlation_id), ("trace_id", trace_id), ("type", type)):
+        if value is not None:
+            where.append(f"{column} = %({column})s")
+            params[column] = value
+    if since is not None:
+        where.append("updated_at >= %(since)s")
+        params["since"] = since
+    if until is not None:
+        where.append("updated_at < %(until)s")
+        params["until"] = until
+    if cursor:
+        ts, last_id = decode_cursor(cursor, 2)
+        where.append("(updated_at, id) < (%(c_ts)s::timestamptz, %(c_id)s::uuid)")
+        params.update(c_ts=ts, c_id=last_id)
+    sql = "SELECT * FROM tasks"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY updated_at DESC, id DESC LIMIT %(limit)s"
+    async with pool.connection() as conn:
+        rows = await (await conn.execute(sql, params)).fetchall()
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        next_cursor = encode_cursor([last["updated_at"].isoformat(), str(last["id"])])
+    return rows, next_cursor
+
+
+async def count_by_status(pool: AsyncConnectionPool, **filters: Any) -> dict[str, int]:
+    """Counts per status for the dashboard's filter chips (bounded by the same filters)."""
+    where, params = [], {}
+    for column in ("type", "correlation_id", "trace_id"):
+        if filters.get(column):
+            where.append(f"{column} = %({column})s")
+            params[column] = filters[column]
+    if filters.get("since"):
+        where.append("updated_at >= %(since)s")
+        params["since"] = filters["since"]
+    sql = "SELECT status, count(*) AS n FROM tasks"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " GROUP BY status"
+    async with pool.connection() as conn:
+        rows = await (await conn.execute(sql, params)).fetchall()
+    counts = dict.fromkeys(TASK_STATUSES, 0)
+    counts.update({r["status"]: r["n"] for r in rows})
+    return counts
+
+
+PATCHABLE = ("status", "result", "error", "payload", "correlation_id")
+
+
+async def patch_task(pool: AsyncConnectionPool, task_id: uuid.UUID, if_version: int, changes: dict[str, Any], actor: str) -> Row:
+    """Optimistic update: applies only at `if_version`; one event describes the change."""
+    status = changes.get("status")
+    if status is not None and status not in TASK_STATUSES:
+        raise BadRequest(f"status must be one of {', '.join(TASK_STATUSES)}")
+    params: dict[str, Any] = {"id": task_id, "if_version": if_version, "actor": actor, "status": status}
+    for field in ("result", "error", "payload"):
+        params[f"set_{field}"] = field in changes
+        params[field] = Jsonb(changes[field]) if changes.get(field) is not None else None
+    params["set_correlation_id"] = "correlation_id" in changes
+    params["correlation_id"] = changes.get("correlation_id")
+    params["kind"] = "status" if status else "updated"
+    params["event_data"] = Jsonb({"fields": sorted(changes), "status": status, "version": if_version + 1})
+    async with pool.connection() as conn:
+        row = await (await conn.execute(Q.patch_task, params)).fetchone()
+        if row is not None:
+            return row
+        exists = await (await conn.execute(Q.get_task, {"id": task_id})).fetchone()
+    if exists is None:
+        raise NotFound("Task not found")
+    raise Conflict("Version conflict")
+
+
+async def cancel_task(pool: AsyncConnectionPool, task_id: uuid.UUID, actor: str) -> Row:
+    return await _transition(pool, Q.cancel_task, task_id, actor, "only a queued or running task can be cancelled")
+
+
+async def retry_task(pool: AsyncConnectionPool, task_id: uuid.UUID, actor: str) -> Row:
+    return await _transition(pool, Q.retry_task, task_id, actor, "only a failed or cancelled task can be retried")
+
+
+async def _transition(pool: AsyncConnectionPool, sql: str, task_id: uuid.UUID, actor: str, refusal: str) -> Row:
+    async with pool.connection() as conn:
+        row = await (await conn.execute(sql, {"id": task_id, "actor": actor})).fetchone()
+        if row is not None:
+            row.pop("previous_status", None)
+            return row
+        current = await (await conn.execute(Q.get_task, {"id": task_id})).fetchone()
+    if current is None:
+        raise NotFound("Task not found")
+    raise Conflict(f"Task is {current['status']}: {refusal}")
+
+
+async def add_event(
+    pool: AsyncConnectionPool,
+    *,
+    task_id: uuid.UUID,
+    actor: str,
+    kind: str,
+    data: Any,
+    correlation_id: str | None,
+    trace_id: str | None,
+) -> Row:
+    """An event reported by an agent or a script; ids default to the task's own."""
+    params = {
+        "task_id": task_id,
+        "actor": actor,
+        "kind": kind,
+        "data": Jsonb(data) if data is not None else None,
+        "correlation_id": correlation_id,
+        "trace_id": trace_id,
+    }
+    async with pool.connection() as conn:
+        row = await (await conn.execute(Q.insert_event, params)).fetchone()
+    if row is None:
+        raise NotFound("Task not found")
+    return row
+
+
+async def list_events(
+    pool: AsyncConnectionPool,
+    *,
+    task_id: uuid.UUID | None = None,
+    trace_id: str | None = None,
+    correlation_id: str | None = None,
+    actor: str | None = None,
+    kind: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after_id: int | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+    oldest_first: bool = False,
+) -> tuple[list[Row], str | None]:
+    """Task events, newest first by default, keyset-paged on id."""
+    where, params = [], {"limit": limit + 1}
+    for column, value in (
+        ("task_id", task_id),
+        ("trace_id", trace_id),
+        ("correlation_id", correlation_id),
+        ("actor", actor),
+        ("kind", kind),
+    ):
+        if value is not None:
+            where.append(f"{column} = %({column})s")
+            params[column] = value
+    if since is not None:
+        where.append("ts >= %(since)s")
+        params["since"] = since
+    if until is not None:
+        where.append("ts < %(until)s")
+        params["until"] = until
+    if after_id is not None:
+        where.append("id > %(after_id)s")
+        params["after_id"] = after_id
+    if cursor:
+        (last_id,) = decode_cursor(cursor, 1)
+        where.append("id > %(c_id)s" if oldest_first else "id < %(c_id)s")
+        params["c_id"] = int(last_id)
+    sql = "SELECT * FROM task_events"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += f" ORDER BY id {'ASC' if oldest_first else 'DESC'} LIMIT %(limit)s"
+    async with pool.connection() as conn:
+        rows = await (await conn.execute(sql, params)).fetchall()
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor([rows[-1]["id"]])
+    return rows, next_cursor
+
+
+def event_camel(row: Row) -> dict[str, Any]:
+    """The camelCase event shape of `POST /task/event` and the WebSocket's TASK_EVENT frames."""
+    return {
+        "id": row["id"],
+        "taskId": row["task_id"],
+        "actor": row["actor"],
+        "kind": row["kind"],
+        "data": row["data"],
+        "correlationId": row["correlation_id"],
+        "traceId": row["trace_id"],
+        "ts": row["ts"],
+    }

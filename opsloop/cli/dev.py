@@ -1,0 +1,139 @@
+"""`opsloop dev`: everything locally — database, migrations, dashboard + API, echo agent.
+
+First run writes a git-ignored `.env` with a random password and internal key and prints the
+login. Each child's output is prefixed with its name; Ctrl-C stops them all, and the embedded
+database too when we started it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from opsloop.backend.config import ENV_FILE, get_settings, require_valid_config
+
+COLORS = {"app": "\033[36m", "echo": "\033[35m", "db": "\033[33m"}
+RESET = "\033[0m"
+
+
+def ensure_env_file(path: Path = ENV_FILE) -> str | None:
+    """Write `.env` with fresh secrets on first run; returns the new password (else None)."""
+    if path.exists():
+        return None
+    password = secrets.token_urlsafe(12)
+    path.write_text(
+        "# Written by `opsloop dev` on first run; git-ignored. See .env.example for every key.\n"
+        "BASIC_AUTH_USER=admin\n"
+        f"BASIC_AUTH_PASS={password}\n"
+        f"INTERNAL_KEY={secrets.token_hex(24)}\n"
+    )
+    path.chmod(0o600)
+    return password
+
+
+def say(who: str, line: str) -> None:
+    color = COLORS.get(who, "") if sys.stdout.isatty() else ""
+    sys.stdout.write(f"{color}[{who:<4}]{RESET if color else ''} {line}\n")
+    sys.stdout.flush()
+
+
+def _pump(who: str, stream) -> None:
+    for line in iter(stream.readline, ""):
+        say(who, line.rstrip())
+
+
+def start(who: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    threading.Thread(target=_pump, args=(who, proc.stdout), daemon=True).start()
+    return proc
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url} exited with code {proc.returncode} before it was healthy")
+        try:
+            if httpx.get(url + "/health", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} was not healthy after {timeout:.0f}s")
+
+
+def run(args: argparse.Namespace) -> int:
+    new_password = ensure_env_file()
+    get_settings.cache_clear()
+    require_valid_config("app")
+    settings = get_settings()
+    from opsloop.backend import db
+    from opsloop.backend.embedded_db import DEFAULT_DATA_DIR, stop_embedded
+    from opsloop.cli.frontend import build_frontend, serve_command, serve_env
+
+    own_database = settings.database_url is None
+    if own_database:
+        say(
+            "db",
+            f"starting embedded PostgreSQL in {DEFAULT_DATA_DIR.relative_to(Path.cwd()) if DEFAULT_DATA_DIR.is_relative_to(Path.cwd()) else DEFAULT_DATA_DIR}",
+        )
+    url = db.database_url()
+    children: list[subprocess.Popen] = []
+
+    def shutdown(*_: object) -> None:
+        for proc in children:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in children:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        if own_database:
+            say("db", "stopping embedded PostgreSQL")
+            stop_embedded()
+
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        say("db", "applying migrations")
+        db.upgrade_database(url)
+        public_url = f"http://127.0.0.1:{args.port}"
+        agent_url = f"http://127.0.0.1:{args.agent_port}"
+        say("app", "building the dashboard (skipped when nothing changed)…")
+        t0 = time.monotonic()
+        built = build_frontend(public_url)
+        say("app", f"dashboard {'built' if built else 'up to date'} ({time.monotonic() - t0:.1f}s)")
+        base = {**os.environ, "DATABASE_URL": url, "PYTHONUNBUFFERED": "1"}
+        app = start("app", serve_command("127.0.0.1", args.port), serve_env(public_url, base))
+        children.append(app)
+        wait_healthy(public_url, app)
+        echo_env = {**base, "OPSLOOP_URL": public_url, "ECHO_AGENT_URL": agent_url}
+        echo = start("echo", [sys.executable, "-m", "agents.echo", "--port", str(args.agent_port)], echo_env)
+        children.append(echo)
+        wait_healthy(agent_url, echo)
+        print()
+        print(f"  opsloop is ready:  {public_url}")
+        if new_password:
+            print(f"  log in as {settings.BASIC_AUTH_USER} / {new_password}   (saved in .env)")
+        else:
+            print(f"  log in as {settings.BASIC_AUTH_USER} (password: BASIC_AUTH_PASS in .env)")
+        print("  Ctrl-C stops everything.")
+        print()
+        while all(p.poll() is None for p in children):
+            time.sleep(0.5)
+        dead = next(p for p in children if p.poll() is not None)
+        raise RuntimeError(f"a process exited (code {dead.returncode}); stopping the rest")
+    except KeyboardInterrupt:
+        say("dev", "stopping…")
+        return 0
+    finally:
+        shutdown()

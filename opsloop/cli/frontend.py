@@ -1,0 +1,114 @@
+"""Building and serving the Reflex dashboard offline (see ../shared/REFLEX.md).
+
+Reflex's `run --env prod` recompiles and rebuilds the frontend on every start. We build once
+with `reflex export --frontend-only` (bun from the npm registry, nothing else from the network),
+stamp the build with a hash of its inputs, and serve the built files and the backend on one port
+through Reflex's ASGI factory: later starts take about a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from opsloop.backend.config import PROJECT_ROOT
+
+BUN_VERSION = "1.4.4"
+TOOLS = PROJECT_ROOT / ".tools"
+BUN = TOOLS / "node_modules" / ".bin" / "bun"
+BUILD_DIR = PROJECT_ROOT / ".web" / "build" / "client"
+STAMP = PROJECT_ROOT / ".web" / "build" / ".opsloop-stamp"
+
+
+def reflex_env(public_url: str, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment that keeps Reflex off the network and points the frontend at `public_url`."""
+    env = dict(base if base is not None else os.environ)
+    env.update(
+        PATH=f"{BUN.parent}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        REFLEX_BUN_PATH=str(BUN),
+        REFLEX_DIR=str(PROJECT_ROOT / ".reflex"),
+        REFLEX_CHECK_LATEST_VERSION="0",
+        REFLEX_TELEMETRY_ENABLED="false",
+        NPM_CONFIG_REGISTRY="https://registry.npmjs.org",
+        BUN_INSTALL_CACHE_DIR=str(PROJECT_ROOT / ".reflex" / "bun-cache"),
+        OPSLOOP_PUBLIC_URL=public_url,
+    )
+    return env
+
+
+def ensure_bun() -> None:
+    """bun ships inside its npm package: install it into .tools once."""
+    if BUN.exists():
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        raise RuntimeError("npm is needed to install bun for the dashboard build (apt-get install nodejs npm)")
+    subprocess.run(
+        [npm, "install", "--no-audit", "--no-fund", "--prefix", str(TOOLS), f"bun@{BUN_VERSION}"],
+        check=True,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def _inputs_hash(public_url: str) -> str:
+    digest = hashlib.sha256(public_url.encode())
+    files = [*sorted((PROJECT_ROOT / "opsloop").rglob("*.py")), PROJECT_ROOT / "rxconfig.py"]
+    lock = PROJECT_ROOT / "reflex.lock" / "bun.lock"
+    if lock.exists():
+        files.append(lock)
+    for f in files:
+        digest.update(str(f.relative_to(PROJECT_ROOT)).encode())
+        digest.update(f.read_bytes())
+    return digest.hexdigest()
+
+
+def build_frontend(public_url: str, *, force: bool = False, quiet: bool = True) -> bool:
+    """Build the static dashboard when its inputs changed; returns whether it built."""
+    ensure_bun()
+    wanted = _inputs_hash(public_url)
+    if not force and BUILD_DIR.exists() and STAMP.exists() and STAMP.read_text() == wanted:
+        return False
+    out = subprocess.DEVNULL if quiet else None
+    result = subprocess.run(
+        [sys.executable, "-m", "reflex", "export", "--frontend-only", "--no-zip", "--loglevel", "warning"],
+        cwd=PROJECT_ROOT,
+        env=reflex_env(public_url),
+        stdout=out,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"dashboard build failed: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.returncode}")
+    STAMP.write_text(wanted)
+    return True
+
+
+def serve_command(host: str, port: int) -> list[str]:
+    """The built dashboard, Reflex's state socket and our API on one port (uvicorn, ASGI factory)."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "opsloop.opsloop:app",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+        "--ws-ping-interval",
+        "20",
+    ]
+
+
+def serve_env(public_url: str, base: dict[str, str] | None = None) -> dict[str, str]:
+    env = reflex_env(public_url, base)
+    env.update(REFLEX_ENV_MODE="prod", __REFLEX_SKIP_COMPILE="true", __REFLEX_MOUNT_FRONTEND_COMPILED_APP="true")
+    return env
