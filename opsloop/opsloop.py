@@ -3,7 +3,7 @@
 Reflex mounts itself under our FastAPI app (`api_transformer`), so API routes match first; the
 dashboard's pages therefore live at `/` and under `/dashboard/…`, where no API route is. The
 runtime (database pool, live bus, dispatcher) starts as a Reflex lifespan task, since Reflex
-does not run a transformer app's own lifespan.
+does not run a transformer app's own lifespan; the live pusher feeds open dashboards from it.
 """
 
 from __future__ import annotations
@@ -15,12 +15,25 @@ import reflex as rx
 
 from opsloop.backend.api.app import create_api
 from opsloop.backend.runtime import get_runtime
+from opsloop.pages.activity import activity_page
+from opsloop.pages.agents import agents_page
 from opsloop.pages.config import config_page
 from opsloop.pages.login import login_page
+from opsloop.pages.new_task import new_task_page
+from opsloop.pages.overview import overview_page
 from opsloop.pages.placeholders import simple_page
+from opsloop.pages.task_detail import task_detail_page
+from opsloop.pages.tasks import tasks_page
+from opsloop.state.activity import ActivityState
+from opsloop.state.agents import AgentsState
 from opsloop.state.config import ConfigState
 from opsloop.state.gate import SessionGate
+from opsloop.state.live import live_pusher
+from opsloop.state.new_task import NewTaskState
+from opsloop.state.overview import OverviewState
 from opsloop.state.session import LoginState, SessionState
+from opsloop.state.task_detail import TaskDetailState
+from opsloop.state.tasks import TasksState
 
 
 @contextlib.asynccontextmanager
@@ -35,26 +48,24 @@ async def runtime_lifespan() -> AsyncIterator[None]:
 
 app = rx.App(api_transformer=create_api())
 app.register_lifespan_task(runtime_lifespan)
+app.register_lifespan_task(live_pusher)
 app.add_middleware(SessionGate())
 
+
+def signed_in(route: str, component, title: str, *loads) -> None:
+    app.add_page(component, route=route, title=f"{title} · opsloop", on_load=[SessionState.check_login, *loads])
+
+
 app.add_page(login_page, route="/login", title="Sign in · opsloop", on_load=LoginState.load)
-app.add_page(
-    lambda: simple_page("Overview", "Charts of throughput and status appear here once tasks run.", "chart-line"),
-    route="/",
-    title="opsloop",
-    on_load=SessionState.check_login,
+signed_in("/", overview_page, "Overview", OverviewState.load)
+signed_in("/dashboard/activity", activity_page, "Activity", ActivityState.load)
+signed_in("/dashboard/tasks", tasks_page, "Tasks", TasksState.load)
+signed_in("/dashboard/tasks/[task_id]", task_detail_page, "Task", TaskDetailState.load)
+signed_in("/dashboard/new", new_task_page, "New task", NewTaskState.load)
+signed_in("/dashboard/agents", agents_page, "Agents", AgentsState.load)
+signed_in("/dashboard/config", config_page, "Configuration", ConfigState.load)
+signed_in(
+    "/dashboard/render",
+    lambda: simple_page("Render", "Render services appear here when a Render token is configured.", "cloud"),
+    "Render",
 )
-for route, title, message, icon in (
-    ("/dashboard/activity", "Activity", "Task updates, events and log lines appear here as they happen.", "activity"),
-    ("/dashboard/tasks", "Tasks", "No tasks yet.", "list-checks"),
-    ("/dashboard/new", "New task", "The new-task form appears here.", "circle-plus"),
-    ("/dashboard/agents", "Agents", "Registered agents appear here.", "bot"),
-    ("/dashboard/render", "Render", "Render services appear here when a Render token is configured.", "cloud"),
-):
-    app.add_page(
-        lambda title=title, message=message, icon=icon: simple_page(title, message, icon),
-        route=route,
-        title=f"{title} · opsloop",
-        on_load=SessionState.check_login,
-    )
-app.add_page(config_page, route="/dashboard/config", title="Configuration · opsloop", on_load=[SessionState.check_login, ConfigState.load])

@@ -20,7 +20,7 @@ from typing import Any
 
 import jsonschema
 from dotenv import dotenv_values
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -175,6 +175,14 @@ class Settings(BaseSettings):
     RENDER_STATIC_SITE_ROOT_DIR: str = ""
     RENDER_STATIC_SITE_PUBLISH_PATH: str = ".web/build/client"
     RENDER_STATIC_SITE_BUILD_COMMAND: str = "pip install -r requirements.txt && reflex export --frontend-only --no-zip"
+
+    @field_validator("OPSLOOP_URL", "LOGGING_URL", "ECHO_AGENT_URL")
+    @classmethod
+    def _with_scheme(cls, value: str | None) -> str | None:
+        """Render's `fromService … hostport` gives `host:port`: services talk plain HTTP inside."""
+        if value and not value.startswith(("http://", "https://")):
+            return "http://" + value
+        return value
 
     @property
     def database_url(self) -> str | None:

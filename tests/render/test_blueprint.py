@@ -22,7 +22,7 @@ from opsloop.backend.render.blueprint import (
 from opsloop.backend.render.client import RenderClient
 from opsloop.backend.render.openapi_check import project_root
 
-from .conftest import FakeServer, Recorder, owner_id, require_reference, wait_deploy
+from .conftest import FakeServer, Recorder, owner_id, require_reference, wait_deploy, web_service
 
 RENDER_YAML = project_root() / "render.yaml"
 REPO = "https://github.com/example/opsloop"
@@ -79,15 +79,15 @@ async def test_plan_apply_plan_again_is_all_noop(render: RenderClient, fake: Fak
     owner = owner_id(fake)
     first = await plan_against(render, blueprint, owner)
     assert [s.action for s in first.services] == ["create"] * 3
-    assert first.services[0].name == "opsloop-dashboard"  # no references: first
+    assert [s.name for s in first.services] == ["opsloop", "opsloop-dashboard", "opsloop-echo-agent"]  # referenced first
 
     result = await apply(render, first, owner)
     assert result.ok, result.to_dict()
     assert [(s.service, s.action) for s in result.steps] == [
-        ("opsloop-dashboard", "create"),
         ("opsloop", "create"),
+        ("opsloop-dashboard", "create"),
         ("opsloop-echo-agent", "create"),
-        ("opsloop", "env"),
+        ("opsloop-echo-agent", "env"),  # its own address: known once it exists
     ]
 
     second = await plan_against(render, blueprint, owner)
@@ -99,8 +99,9 @@ async def test_plan_apply_plan_again_is_all_noop(render: RenderClient, fake: Fak
     services = {s["name"]: s for s in await render.list_services()}
     app_env = {e["key"]: e["value"] for e in await render.list_env_vars(services["opsloop"]["id"])}
     echo_env = {e["key"]: e["value"] for e in await render.list_env_vars(services["opsloop-echo-agent"]["id"])}
-    assert app_env["ECHO_AGENT_URL"] == f"{services['opsloop-echo-agent']['slug']}:10000"
+    assert echo_env["ECHO_AGENT_URL"] == f"{services['opsloop-echo-agent']['slug']}:10000"
     assert echo_env["OPSLOOP_URL"] == f"{services['opsloop']['slug']}:10000"
+    assert app_env["BASIC_AUTH_USER"] == "operator"
     assert not set(SECRETS) & (set(app_env) | set(echo_env))
     sent = [json.loads(r.content) for r, _ in recorder.exchanges if r.method in ("POST", "PUT") and r.content]
     assert not any(secret in json.dumps(body) for body in sent for secret in SECRETS)
@@ -132,7 +133,7 @@ async def test_plan_shows_field_changes_and_masks_secrets(render: RenderClient, 
     assert [s.action for s in drift.services if s.name != "opsloop"] == ["noop", "noop"]
     changes = {c.field: (c.old, c.new) for c in app.changes}
     assert changes == {
-        "startCommand": ("python old.py", "python -m opsloop.cli serve --port $PORT"),
+        "startCommand": ("python old.py", data["services"][0]["startCommand"]),
         "env.SESSION_SECRET": (MASK, MASK),
         "env.BASIC_AUTH_USER": ("somebody", "operator"),
     }
@@ -151,17 +152,18 @@ async def test_plan_shows_field_changes_and_masks_secrets(render: RenderClient, 
 async def test_apply_stops_at_the_first_failure_and_reports(render: RenderClient, fake: FakeServer) -> None:
     blueprint = load_blueprint(RENDER_YAML, repo=REPO, branch="main")
     owner = owner_id(fake)
-    taken = {"type": "static_site", "name": "opsloop", "ownerId": owner, "repo": REPO}
-    fake.control("services", {"services": [taken]})  # a static site holds the name "opsloop"
+    taken = {**web_service("opsloop-dashboard"), "ownerId": owner}
+    fake.control("services", {"services": [taken]})  # a web service holds the static site's name
 
     planned = await plan_against(render, blueprint, owner)
-    app = next(s for s in planned.services if s.name == "opsloop")
-    assert app.action == "create" and any("static_site named opsloop exists" in w for w in app.warnings)
+    site = next(s for s in planned.services if s.name == "opsloop-dashboard")
+    assert site.action == "create" and any("web_service named opsloop-dashboard exists" in w for w in site.warnings)
     result = await apply(render, planned, owner)
     assert not result.ok
-    assert [(s.service, s.ok) for s in result.steps] == [("opsloop-dashboard", True), ("opsloop", False)]
+    assert [(s.service, s.ok) for s in result.steps] == [("opsloop", True), ("opsloop-dashboard", False)]
     assert result.failed is not None and "409" in result.failed.detail
     assert result.not_attempted == ["opsloop-echo-agent"]
+    assert result.to_dict()["failed"]["service"] == "opsloop-dashboard"
     assert sorted(s["name"] for s in await render.list_services()) == ["opsloop", "opsloop-dashboard"]
 
 

@@ -114,8 +114,8 @@ async def test_persistent_5xx_surfaces_renders_error(fake: FakeServer, sleeps: S
 
 
 async def test_transport_timeout_is_retried(fake: FakeServer, sleeps: Sleeps) -> None:
-    fake.control("faults", {"delay_seconds": 1.0, "count": 1, "path_prefix": "/owners"})
-    async with RenderClient(fake.base_url, TOKEN, timeout=0.3, sleep=sleeps, throttle=False) as render:
+    fake.control("faults", {"delay_seconds": 1.5, "count": 1, "path_prefix": "/owners"})
+    async with RenderClient(fake.base_url, TOKEN, timeout=0.5, sleep=sleeps, throttle=False) as render:
         assert len(await render.list_owners()) == 1
     assert len(sleeps.delays) == 1
 
@@ -269,3 +269,66 @@ def test_logs_endpoint_pages_by_time(fake: FakeServer) -> None:
     assert backward == forward[::-1]
     missing = httpx.get(f"{fake.base_url}/logs", params={"resource": sid}, headers=headers, timeout=5)
     assert missing.status_code == 400
+
+
+async def test_every_service_type_round_trips(render: RenderClient, fake: FakeServer) -> None:
+    owner = owner_id(fake)
+    native = {"buildCommand": "make", "startCommand": "./run"}
+    bodies = [
+        {**web_service("private"), "type": "private_service"},
+        {
+            "type": "background_worker",
+            "name": "worker",
+            "repo": "https://github.com/example/opsloop",
+            "serviceDetails": {"runtime": "docker", "envSpecificDetails": {"dockerCommand": "./work"}},
+        },
+        {
+            "type": "cron_job",
+            "name": "nightly",
+            "repo": "https://github.com/example/opsloop",
+            "serviceDetails": {"runtime": "python", "schedule": "0 3 * * *", "envSpecificDetails": native},
+        },
+        {
+            "type": "web_service",
+            "name": "nginx",
+            "image": {"ownerId": owner, "imagePath": "docker.io/library/nginx:latest"},
+            "serviceDetails": {"runtime": "image"},
+        },
+    ]
+    created = {b["name"]: await render.create_service({**b, "ownerId": owner}) for b in bodies}
+    services = {n: c["service"] for n, c in created.items()}
+    assert services["private"]["serviceDetails"]["url"] == "private:10000"
+    assert services["worker"]["serviceDetails"]["envSpecificDetails"]["dockerfilePath"] == "./Dockerfile"
+    assert services["nightly"]["id"].startswith("crn-") and services["nightly"]["serviceDetails"]["schedule"] == "0 3 * * *"
+    assert services["nginx"]["imagePath"] == "docker.io/library/nginx:latest"
+    for name, result in created.items():
+        deploy = await wait_deploy(render, services[name]["id"], result["deployId"])
+        assert deploy["status"] == "live", name
+    image_deploy = await render.get_deploy(services["nginx"]["id"], created["nginx"]["deployId"])
+    assert "image" in image_deploy and "commit" not in image_deploy
+    assert (await render.build_logs(services["nginx"]["id"], image_deploy["id"]))[0].startswith("==> Pulling image")
+    updated = await render.update_service(services["nightly"]["id"], {"serviceDetails": {"schedule": "*/5 * * * *"}})
+    assert updated["serviceDetails"]["schedule"] == "*/5 * * * *"
+    assert {s["type"] for s in await render.list_services(type=["cron_job", "background_worker"])} == {"cron_job", "background_worker"}
+    with pytest.raises(RenderAPIError) as info:
+        await render.create_service({**web_service("private"), "type": "private_service", "ownerId": owner})
+    assert info.value.status == 409
+
+
+def test_env_var_keys_and_service_deletion(fake: FakeServer) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=fake.base_url, headers=headers, timeout=5) as http:
+        sid = http.post("/services", json={**static_site("gone"), "ownerId": owner_id(fake)}).json()["service"]["id"]
+        assert http.put(f"/services/{sid}/env-vars/TOKEN", json={"generateValue": True}).status_code == 200
+        value = http.get(f"/services/{sid}/env-vars/TOKEN").json()["value"]
+        assert len(value) >= 40
+        assert http.delete(f"/services/{sid}/env-vars/TOKEN").status_code == 204
+        assert http.get(f"/services/{sid}/env-vars/TOKEN").status_code == 404
+        assert http.put(f"/services/{sid}/env-vars", json=[{"key": "A"}]).status_code == 400
+        assert http.delete(f"/services/{sid}").status_code == 204
+        assert http.get(f"/services/{sid}").json() == {"message": f"not found: {sid}"}
+        no_repo = {"type": "static_site", "name": "x", "ownerId": owner_id(fake)}
+        assert http.post("/services", json=no_repo).status_code == 400
+    if fake.state.checker is not None:  # only the deliberately invalid env list breaks the document
+        problems = fake.problems()
+        assert len(problems) == 1 and "env-vars: request body[0]" in problems[0]
