@@ -15,6 +15,8 @@ from opsloop.backend.runtime import APP_SERVICE, Runtime
 async def _agent_report(client: httpx.AsyncClient, slug: str, url: str, key: str) -> dict[str, Any]:
     try:
         resp = await client.get(url.rstrip("/") + "/config/validate", headers={"X-Internal-Key": key})
+        if resp.status_code in (401, 403):
+            return _refused_key(slug)
         body = resp.json()
         if resp.status_code != 200 or not isinstance(body, dict):
             raise ValueError(f"HTTP {resp.status_code}")
@@ -30,6 +32,25 @@ async def _agent_report(client: httpx.AsyncClient, slug: str, url: str, key: str
                 {"instancePath": "", "message": f"could not read {url}/config/validate: {type(exc).__name__}", "keyword": "unreachable", "params": {}}
             ],
         }
+
+
+def _refused_key(slug: str) -> dict[str, Any]:
+    """The agent runs but refuses our key: the two processes hold different INTERNAL_KEYs."""
+    return {
+        "service": slug,
+        "slug": slug,
+        "status": "error",
+        "required": {"INTERNAL_KEY": "present"},
+        "optional": {},
+        "errors": [
+            {
+                "instancePath": "/INTERNAL_KEY",
+                "message": "the agent refused the app's key: INTERNAL_KEY differs between the app and this agent",
+                "keyword": "mismatch",
+                "params": {},
+            }
+        ],
+    }
 
 
 async def collect_reports(rt: Runtime) -> list[dict[str, Any]]:
