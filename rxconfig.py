@@ -1,11 +1,12 @@
-"""Reflex configuration. The backend URL is baked into the built frontend, so it comes from the
-environment (`OPSLOOP_PUBLIC_URL`, set by `opsloop dev` and the tests for their port)."""
+"""Reflex configuration. The backend URL is baked into the built frontend: a placeholder origin
+that `opsloop.serving` rewrites per request (one build for any port), or the real public URL
+from `OPSLOOP_PUBLIC_URL` for a static export served elsewhere (Render's static site)."""
 
 import os
 
 import reflex as rx
 
-PUBLIC_URL = os.environ.get("OPSLOOP_PUBLIC_URL", "http://127.0.0.1:3000")
+PUBLIC_URL = os.environ.get("OPSLOOP_PUBLIC_URL") or "http://opsloop-origin.invalid"
 
 config = rx.Config(
     app_name="opsloop",

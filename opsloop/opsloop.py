@@ -24,6 +24,7 @@ from opsloop.pages.overview import overview_page
 from opsloop.pages.placeholders import simple_page
 from opsloop.pages.task_detail import task_detail_page
 from opsloop.pages.tasks import tasks_page
+from opsloop.serving import FrontendOrigin
 from opsloop.state.activity import ActivityState
 from opsloop.state.agents import AgentsState
 from opsloop.state.config import ConfigState
@@ -46,7 +47,9 @@ async def runtime_lifespan() -> AsyncIterator[None]:
         await rt.stop()
 
 
-app = rx.App(api_transformer=create_api())
+api = create_api()
+api.add_middleware(FrontendOrigin)
+app = rx.App(api_transformer=api)
 app.register_lifespan_task(runtime_lifespan)
 app.register_lifespan_task(live_pusher)
 app.add_middleware(SessionGate())

@@ -110,10 +110,10 @@ def run(args: argparse.Namespace) -> int:
         agent_url = f"http://127.0.0.1:{args.agent_port}"
         say("app", "building the dashboard (skipped when nothing changed)…")
         t0 = time.monotonic()
-        built = build_frontend(public_url)
+        built = build_frontend()
         say("app", f"dashboard {'built' if built else 'up to date'} ({time.monotonic() - t0:.1f}s)")
         base = {**os.environ, "DATABASE_URL": url, "PYTHONUNBUFFERED": "1"}
-        app = start("app", serve_command("127.0.0.1", args.port), serve_env(public_url, base))
+        app = start("app", serve_command("127.0.0.1", args.port), serve_env(base))
         children.append(app)
         wait_healthy(public_url, app)
         echo_env = {**base, "OPSLOOP_URL": public_url, "ECHO_AGENT_URL": agent_url}

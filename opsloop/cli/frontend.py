@@ -22,10 +22,12 @@ TOOLS = PROJECT_ROOT / ".tools"
 BUN = TOOLS / "node_modules" / ".bin" / "bun"
 BUILD_DIR = PROJECT_ROOT / ".web" / "build" / "client"
 STAMP = PROJECT_ROOT / ".web" / "build" / ".opsloop-stamp"
+LOCK = PROJECT_ROOT / ".reflex" / "build.lock"
 
 
-def reflex_env(public_url: str, base: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment that keeps Reflex off the network and points the frontend at `public_url`."""
+def reflex_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment that keeps Reflex off the network. OPSLOOP_PUBLIC_URL is dropped: local builds
+    carry a placeholder origin that `opsloop.serving` fills in per request."""
     env = dict(base if base is not None else os.environ)
     env.update(
         PATH=f"{BUN.parent}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
@@ -35,8 +37,8 @@ def reflex_env(public_url: str, base: dict[str, str] | None = None) -> dict[str,
         REFLEX_TELEMETRY_ENABLED="false",
         NPM_CONFIG_REGISTRY="https://registry.npmjs.org",
         BUN_INSTALL_CACHE_DIR=str(PROJECT_ROOT / ".reflex" / "bun-cache"),
-        OPSLOOP_PUBLIC_URL=public_url,
     )
+    env.pop("OPSLOOP_PUBLIC_URL", None)
     return env
 
 
@@ -55,8 +57,8 @@ def ensure_bun() -> None:
     )
 
 
-def _inputs_hash(public_url: str) -> str:
-    digest = hashlib.sha256(public_url.encode())
+def _inputs_hash() -> str:
+    digest = hashlib.sha256()
     files = [*sorted((PROJECT_ROOT / "opsloop").rglob("*.py")), PROJECT_ROOT / "rxconfig.py"]
     lock = PROJECT_ROOT / "reflex.lock" / "bun.lock"
     if lock.exists():
@@ -67,17 +69,27 @@ def _inputs_hash(public_url: str) -> str:
     return digest.hexdigest()
 
 
-def build_frontend(public_url: str, *, force: bool = False, quiet: bool = True) -> bool:
-    """Build the static dashboard when its inputs changed; returns whether it built."""
+def build_frontend(*, force: bool = False, quiet: bool = True) -> bool:
+    """Build the dashboard when its inputs changed; returns whether it built. The build serves any
+    origin (`opsloop.serving` fills it in); a lock keeps concurrent builds apart."""
+    import fcntl
+
     ensure_bun()
-    wanted = _inputs_hash(public_url)
-    if not force and BUILD_DIR.exists() and STAMP.exists() and STAMP.read_text() == wanted:
-        return False
+    wanted = _inputs_hash()
+    LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with open(LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not force and BUILD_DIR.exists() and STAMP.exists() and STAMP.read_text() == wanted:
+            return False
+        return _build(wanted, quiet)
+
+
+def _build(wanted: str, quiet: bool) -> bool:
     out = subprocess.DEVNULL if quiet else None
     result = subprocess.run(
         [sys.executable, "-m", "reflex", "export", "--frontend-only", "--no-zip", "--loglevel", "warning"],
         cwd=PROJECT_ROOT,
-        env=reflex_env(public_url),
+        env=reflex_env(),
         stdout=out,
         stderr=subprocess.PIPE,
         text=True,
@@ -108,7 +120,7 @@ def serve_command(host: str, port: int) -> list[str]:
     ]
 
 
-def serve_env(public_url: str, base: dict[str, str] | None = None) -> dict[str, str]:
-    env = reflex_env(public_url, base)
+def serve_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    env = reflex_env(base)
     env.update(REFLEX_ENV_MODE="prod", __REFLEX_SKIP_COMPILE="true", __REFLEX_MOUNT_FRONTEND_COMPILED_APP="true")
     return env

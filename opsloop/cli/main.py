@@ -35,6 +35,12 @@ def _dev(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from opsloop.cli.bench import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="opsloop", description="opsloop: tasks, agents, logs, live dashboard, Render automation.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -59,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=3000)
     dev.add_argument("--agent-port", type=int, default=3001)
     dev.set_defaults(func=_dev)
+
+    bench = sub.add_parser("bench", help="run every benchmark under bench/; writes bench/results/latest.json and .md")
+    bench.add_argument("--only", help="comma-separated subset: tasks,logs,live,dashboard")
+    bench.add_argument("--timeout", type=float, default=600, help="seconds allowed per benchmark")
+    bench.set_defaults(func=_bench)
 
     return parser
 

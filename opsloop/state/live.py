@@ -24,6 +24,7 @@ from opsloop.backend.runtime import get_runtime
 log = logging.getLogger("opsloop.dashboard.live")
 BATCH_WINDOW_S = 0.08
 TICK_S = 5.0
+PUSH_TIMEOUT_S = 3.0
 
 
 @dataclass
@@ -46,13 +47,25 @@ def watching() -> int:
 
 
 async def _push(app: rx.App, token: str, interest: Interest, msgs: list[LiveMessage] | None) -> None:
-    """Apply `msgs` (or a periodic refresh when None) to one tab's state; the delta goes out on exit."""
-    async with app.modify_state(rx.BaseStateToken(ident=token, cls=interest.state)) as root:
-        st = await root.get_state(interest.state)
-        if msgs is None:
-            await st._live_tick()  # type: ignore[attr-defined]
-        else:
-            await st._apply_live(msgs)  # type: ignore[attr-defined]
+    """Apply `msgs` (or a periodic refresh when None) to one tab's state; the delta goes out on exit.
+
+    Bounded in time: a tab that went away can leave the emit hanging, and one stuck tab must never
+    hold up the others. A tab that times out is forgotten (its next page load registers it again).
+    """
+
+    async def apply() -> None:
+        async with app.modify_state(rx.BaseStateToken(ident=token, cls=interest.state)) as root:
+            st = await root.get_state(interest.state)
+            if msgs is None:
+                await st._live_tick()  # type: ignore[attr-defined]
+            else:
+                await st._apply_live(msgs)  # type: ignore[attr-defined]
+
+    try:
+        await asyncio.wait_for(apply(), timeout=PUSH_TIMEOUT_S)
+    except TimeoutError:
+        _interests.pop(token, None)
+        raise
 
 
 def _connected(app: rx.App) -> set[str]:

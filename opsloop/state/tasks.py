@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,19 +21,30 @@ from opsloop.state.live import watch
 PAGE_SIZE = 25
 WINDOWS = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 FILTER_KEYS = ("status", "type", "corr", "trace", "window")
+COUNTS_TTL_S = 2.0
 _count_cache: dict[tuple, tuple[float, dict[str, int]]] = {}
+_count_locks: dict[tuple, asyncio.Lock] = {}
 
 
-async def cached_counts(filters: dict[str, Any]) -> dict[str, int]:
-    """Counts by status, shared by every tab with the same filters for one second."""
-    key = tuple(sorted((k, str(v)) for k, v in filters.items() if v))
+async def cached_counts(params: dict[str, str]) -> dict[str, int]:
+    """Counts by status, shared by every tab with the same filters for COUNTS_TTL_S.
+
+    Single-flight: when twenty open dashboards ask at once, one query runs and the rest wait for
+    its answer (a count over a big table is the most expensive thing a live push does).
+    """
+    key = tuple(sorted((k, v) for k, v in params.items() if v and k != "status"))
     hit = _count_cache.get(key)
-    if hit and time.monotonic() - hit[0] < 1.0:
+    if hit and time.monotonic() - hit[0] < COUNTS_TTL_S:
         return hit[1]
-    counts = await repo.count_by_status(get_runtime().pool, **filters)
-    _count_cache[key] = (time.monotonic(), counts)
-    if len(_count_cache) > 500:
-        _count_cache.clear()
+    async with _count_locks.setdefault(key, asyncio.Lock()):
+        hit = _count_cache.get(key)
+        if hit and time.monotonic() - hit[0] < COUNTS_TTL_S:
+            return hit[1]
+        filters = {k: v for k, v in query_filters(params).items() if k != "status"}
+        counts = await repo.count_by_status(get_runtime().pool, **filters)
+        if len(_count_cache) > 500:
+            _count_cache.clear()
+        _count_cache[key] = (time.monotonic(), counts)
     return counts
 
 
@@ -82,7 +94,7 @@ class TasksState(rx.State):
         filters = query_filters(self._params())
         try:
             rows, self._next_cursor = await repo.list_tasks(get_runtime().pool, limit=PAGE_SIZE, cursor=self._cursors[self.page - 1], **filters)
-            counts = await cached_counts({k: v for k, v in filters.items() if k != "status"})
+            counts = await cached_counts(self._params())
         except DomainError as exc:
             self.error = exc.message
             rows, counts = [], {}
@@ -149,5 +161,5 @@ class TasksState(rx.State):
         if self.status:
             rows = [r for r in rows if r["status"] == self.status]
         self.rows = rows[:PAGE_SIZE]
-        counts = await cached_counts({k: v for k, v in query_filters(self._params()).items() if k != "status"})
+        counts = await cached_counts(self._params())
         self.counts = [[s, str(counts.get(s, 0))] for s in TASK_STATUSES]

@@ -32,8 +32,8 @@ def require_chromium() -> None:
 
 def dashboard_process(database_url: str, name: str = "dashboard", **env: str) -> Proc:
     public_url = f"http://127.0.0.1:{E2E_PORT}"
-    build_frontend(public_url)
-    full_env = serve_env(public_url, base_env(database_url, **env))
+    build_frontend()
+    full_env = serve_env(base_env(database_url, **env))
     args = [
         sys.executable,
         "-m",
