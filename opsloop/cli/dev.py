@@ -26,8 +26,10 @@ RESET = "\033[0m"
 
 
 def ensure_env_file(path: Path = ENV_FILE) -> str | None:
-    """Write `.env` with fresh secrets on first run; returns the new password (else None)."""
-    if path.exists():
+    """Write `.env` with fresh secrets on first run; returns the new password (else None).
+
+    Not when the environment already carries the credentials (CI, a deployment, the tests)."""
+    if path.exists() or all(os.environ.get(k) for k in ("BASIC_AUTH_USER", "BASIC_AUTH_PASS", "INTERNAL_KEY")):
         return None
     password = secrets.token_urlsafe(12)
     path.write_text(
@@ -102,7 +104,13 @@ def run(args: argparse.Namespace) -> int:
             say("db", "stopping embedded PostgreSQL")
             stop_embedded()
 
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    # Ctrl-C and a plain `kill` both stop everything; SIGINT is set explicitly because a shell that
+    # starts us in the background leaves it ignored.
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         say("db", "applying migrations")
         db.upgrade_database(url)
@@ -120,14 +128,12 @@ def run(args: argparse.Namespace) -> int:
         echo = start("echo", [sys.executable, "-m", "agents.echo", "--port", str(args.agent_port)], echo_env)
         children.append(echo)
         wait_healthy(agent_url, echo)
-        print()
-        print(f"  opsloop is ready:  {public_url}")
-        if new_password:
-            print(f"  log in as {settings.BASIC_AUTH_USER} / {new_password}   (saved in .env)")
-        else:
-            print(f"  log in as {settings.BASIC_AUTH_USER} (password: BASIC_AUTH_PASS in .env)")
-        print("  Ctrl-C stops everything.")
-        print()
+        login = (
+            f"{settings.BASIC_AUTH_USER} / {new_password}   (saved in .env)"
+            if new_password
+            else (f"{settings.BASIC_AUTH_USER} (password: BASIC_AUTH_PASS in .env or the environment)")
+        )
+        print(f"\n  opsloop is ready:  {public_url}\n  log in as {login}\n  Ctrl-C stops everything.\n", flush=True)
         while all(p.poll() is None for p in children):
             time.sleep(0.5)
         dead = next(p for p in children if p.poll() is not None)

@@ -59,7 +59,10 @@ def ensure_bun() -> None:
 
 def _inputs_hash() -> str:
     digest = hashlib.sha256()
-    files = [*sorted((PROJECT_ROOT / "opsloop").rglob("*.py")), PROJECT_ROOT / "rxconfig.py"]
+    # What the compiled frontend depends on: pages, states (their vars), components, the app module.
+    package = PROJECT_ROOT / "opsloop"
+    sources = [p for d in ("pages", "state", "components") for p in (package / d).rglob("*.py")]
+    files = [*sorted(sources), package / "opsloop.py", PROJECT_ROOT / "rxconfig.py"]
     lock = PROJECT_ROOT / "reflex.lock" / "bun.lock"
     if lock.exists():
         files.append(lock)

@@ -7,6 +7,8 @@ import re
 import httpx
 
 from opsloop.state.config import ConfigState
+from opsloop.state.new_task import NewTaskState
+from opsloop.state.task_detail import TaskDetailState
 from tests.e2e.conftest import login, shot
 from tests.support.processes import PASSWORD, USER
 from tests.support.statesocket import event, handler_name, send_events_sync
@@ -48,6 +50,21 @@ def test_shell_navigation_and_logout(page, dashboard) -> None:
     page.wait_for_url(re.compile(r"/login"))
     page.goto(dashboard.url + "/dashboard/tasks")
     page.wait_for_url(re.compile(r"/login"))
+
+
+def test_state_socket_refuses_changes_without_a_session(dashboard) -> None:
+    """Anyone can open /_event and send any event: without a session, nothing is created."""
+    corr = "socket-attack"
+    events = [
+        event(handler_name(NewTaskState, "set_correlation_id"), {"value": corr}, path="/dashboard/new"),
+        event(handler_name(NewTaskState, "set_task_type"), {"value": "echo"}, path="/dashboard/new"),
+        event(handler_name(NewTaskState, "submit"), path="/dashboard/new"),
+        event(handler_name(TaskDetailState, "retry"), path="/dashboard/tasks/00000000-0000-0000-0000-000000000000"),
+    ]
+    updates = send_events_sync(dashboard.url, events, wait=2)
+    assert not any("new_task_state" in k for m in updates for k in m.get("delta", {})), updates
+    with httpx.Client(base_url=dashboard.url, auth=(USER, PASSWORD)) as c:
+        assert c.get("/tasks", params={"corrId": corr}).json()["tasks"] == []
 
 
 def test_state_socket_refuses_events_without_a_session(dashboard) -> None:
