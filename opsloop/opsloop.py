@@ -21,7 +21,6 @@ from opsloop.pages.config import config_page
 from opsloop.pages.login import login_page
 from opsloop.pages.new_task import new_task_page
 from opsloop.pages.overview import overview_page
-from opsloop.pages.placeholders import simple_page
 from opsloop.pages.task_detail import task_detail_page
 from opsloop.pages.tasks import tasks_page
 from opsloop.serving import FrontendOrigin
@@ -67,8 +66,7 @@ signed_in("/dashboard/tasks/[task_id]", task_detail_page, "Task", TaskDetailStat
 signed_in("/dashboard/new", new_task_page, "New task", NewTaskState.load)
 signed_in("/dashboard/agents", agents_page, "Agents", AgentsState.load)
 signed_in("/dashboard/config", config_page, "Configuration", ConfigState.load)
-signed_in(
-    "/dashboard/render",
-    lambda: simple_page("Render", "Render services appear here when a Render token is configured.", "cloud"),
-    "Render",
-)
+from opsloop.pages.render import render_page  # noqa: E402
+from opsloop.state.render import RenderState  # noqa: E402
+
+signed_in("/dashboard/render", render_page, "Render", RenderState.load)

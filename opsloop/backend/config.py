@@ -214,5 +214,9 @@ class Settings(BaseSettings):
 
 @functools.cache
 def get_settings() -> Settings:
-    """Process-wide settings (read once; tests clear the cache after changing the environment)."""
+    """Process-wide settings (read once; tests clear the cache after changing the environment).
+
+    OPSLOOP_IGNORE_DOTENV=1 (test processes) keeps a developer's .env out, as `raw_environment` does."""
+    if os.environ.get("OPSLOOP_IGNORE_DOTENV") == "1":
+        return Settings(_env_file=None)
     return Settings()

@@ -7,6 +7,8 @@ plain SQL (fast, visible); SQLAlchemy is only used by alembic.
 from __future__ import annotations
 
 import os
+import time
+import weakref
 from pathlib import Path
 
 import psycopg
@@ -40,6 +42,21 @@ def sqlalchemy_url(url: str | None = None) -> str:
     return "postgresql+psycopg://" + url.split("://", 1)[1]
 
 
+IDLE_CHECK_S = 2.0
+_returned_at: weakref.WeakKeyDictionary[psycopg.AsyncConnection, float] = weakref.WeakKeyDictionary()
+
+
+async def _mark_returned(conn: psycopg.AsyncConnection) -> None:
+    _returned_at[conn] = time.monotonic()
+
+
+async def _check_if_idle(conn: psycopg.AsyncConnection) -> None:
+    """Probe a connection only when it sat idle (a server restart is found there) — a probe on
+    every checkout would double the round trips of the hot path."""
+    if time.monotonic() - _returned_at.get(conn, 0.0) > IDLE_CHECK_S:
+        await AsyncConnectionPool.check_connection(conn)
+
+
 def make_pool(url: str | None = None, *, min_size: int = 2, max_size: int = 10, name: str = "opsloop") -> AsyncConnectionPool:
     """A pool whose connections return dict rows; opened by the caller (`await pool.open()`)."""
     return AsyncConnectionPool(
@@ -49,7 +66,8 @@ def make_pool(url: str | None = None, *, min_size: int = 2, max_size: int = 10, 
         kwargs={"row_factory": dict_row, "autocommit": True, "prepare_threshold": None},
         open=False,
         name=name,
-        check=AsyncConnectionPool.check_connection,
+        check=_check_if_idle,
+        reset=_mark_returned,
         reconnect_timeout=3600,
     )
 

@@ -103,7 +103,7 @@ class LogEntry(SQLModel, table=True):
     __table_args__ = (
         sa.CheckConstraint(f"level IN {LOG_LEVELS!r}", name="logs_level_check"),
         sa.Index("logs_service_idx", "service", sa.text("id DESC")),
-        sa.Index("logs_level_ts_idx", "level", "ts"),
+        sa.Index("logs_level_idx", "level", sa.text("id DESC")),
         sa.Index("logs_trace_idx", "trace_id", sa.text("id DESC")),
         sa.Index("logs_task_idx", "task_id", sa.text("id DESC")),
         sa.Index("logs_correlation_idx", "correlation_id", sa.text("id DESC")),

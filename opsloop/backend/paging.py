@@ -7,10 +7,11 @@ import binascii
 from typing import Any
 
 from opsloop.backend import jsonutil
+from opsloop.backend.errors import BadRequest
 
 
-class BadCursor(ValueError):
-    pass
+class BadCursor(BadRequest, ValueError):
+    """A cursor the client made up or mangled: the API answers 400, never 500."""
 
 
 def encode_cursor(values: list[Any]) -> str:

@@ -40,7 +40,7 @@ class Runtime:
         pool_size = max(4, min(20, self.settings.DISPATCH_CONCURRENCY // 4 + 4))
         self.pool = db.make_pool(self.url, min_size=2, max_size=pool_size, name="opsloop-app")
         self.registry = Registry(self.pool)
-        self.bus = LiveBus(self.url, self.pool)
+        self.bus = LiveBus(self.url, self.pool, report=lambda level, message, data: self.writer.log(level, message, data))
         self.writer = LogWriter(APP_SERVICE, self._write_logs)
         self.local_handlers: dict[str, Any] = {}
         self.dispatcher = Dispatcher(
@@ -54,6 +54,7 @@ class Runtime:
             on_failure=self._log_failure,
         )
         self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self.render: Any = None  # RenderRuntime when RENDER_API_TOKEN is set (opsloop.backend.render.service)
         self._tasks: list[asyncio.Task[Any]] = []
         self.started = False
 
@@ -79,13 +80,18 @@ class Runtime:
         if self.dispatch_enabled:
             self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
         self.scheduler.add_job(self.retention, "interval", hours=1, id="retention", next_run_time=datetime.now(UTC) + timedelta(minutes=1))
+        from opsloop.backend.render.service import start_render  # the Render agent and monitor, when a token is set
+
+        self.render = await start_render(self)
         self.scheduler.start()
         self.started = True
         self.writer.info("instance started", {"instance": self.instance_id, "dispatch": self.dispatch_enabled})
 
     def _on_notification(self, payload: str) -> None:
         if payload.startswith("t:"):
-            self.dispatcher.wake()
+            self.dispatcher.on_task_notification(payload)
+        elif payload.startswith("a:"):  # an agent (re-)registered, maybe at a new URL
+            self.registry.invalidate()
 
     async def notify_agent_cancel(self, task: dict[str, Any]) -> None:
         """Best effort: tell the agent of a cancelled running task (its late answer is ignored anyway)."""
@@ -124,6 +130,8 @@ class Runtime:
             self.scheduler.shutdown(wait=False)
         if self.dispatch_enabled:
             await self.dispatcher.stop()
+        if self.render is not None:
+            await self.render.close()
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -121,6 +121,9 @@ def run(args: argparse.Namespace) -> int:
         built = build_frontend()
         say("app", f"dashboard {'built' if built else 'up to date'} ({time.monotonic() - t0:.1f}s)")
         base = {**os.environ, "DATABASE_URL": url, "PYTHONUNBUFFERED": "1"}
+        if not settings.WS_ALLOWED_ORIGINS or "WS_ALLOWED_ORIGINS" not in os.environ:
+            # the browser's origin must be allowed on the state socket, whatever port we run on
+            base["WS_ALLOWED_ORIGINS"] = ",".join(dict.fromkeys([*settings.allowed_origins, public_url, f"http://localhost:{args.port}"]))
         app = start("app", serve_command("127.0.0.1", args.port), serve_env(base))
         children.append(app)
         wait_healthy(public_url, app)

@@ -35,6 +35,18 @@ def _dev(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _seed(args: argparse.Namespace) -> int:
+    from opsloop.cli.seed import run
+
+    return run(args)
+
+
+def _smoke(args: argparse.Namespace) -> int:
+    from opsloop.cli.smoke import run
+
+    return run(args)
+
+
 def _bench(args: argparse.Namespace) -> int:
     from opsloop.cli.bench import run
 
@@ -59,12 +71,31 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--no-dispatch", action="store_true", help="serve the API only; run no tasks here")
     serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations at start")
+    serve.add_argument("--dashboard", action="store_true", help="also serve the Reflex state socket and the built dashboard")
     serve.set_defaults(func=_serve)
 
     dev = sub.add_parser("dev", help="everything locally: database, migrations, app (:3000) and echo agent (:3001)")
     dev.add_argument("--port", type=int, default=3000)
     dev.add_argument("--agent-port", type=int, default=3001)
     dev.set_defaults(func=_dev)
+
+    url_help = "opsloop base URL (default: OPSLOOP_URL, else http://127.0.0.1:3000); credentials: BASIC_AUTH_USER/PASS"
+    seed = sub.add_parser("seed", help="queue the sample tasks and log batches of examples/, wait, print a summary")
+    seed.add_argument("--count", type=int, help="tasks to queue in all, cycling through the task examples (default: one of each)")
+    seed.add_argument("--skip-wait", action="store_true", help="queue and return; do not wait for the tasks to finish")
+    seed.add_argument("--example", action="append", metavar="FILE", help="only this example file (repeatable; default: all of examples/)")
+    seed.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the tasks to finish (default 120)")
+    seed.add_argument("--url", help=url_help)
+    seed.set_defaults(func=_seed)
+
+    smoke = sub.add_parser("smoke", help="health, an echo task to done, its logs by trace id, the live stream; exit 0 or name the failed step")
+    smoke.add_argument("--timeout", type=float, default=30.0, help="seconds allowed for the task and its logs (default 30)")
+    smoke.add_argument("--url", help=url_help)
+    smoke.set_defaults(func=_smoke)
+
+    from opsloop.cli import render as render_cli  # `opsloop render …` (argparse only: no configuration needed)
+
+    render_cli.add_parser(sub, url_help)
 
     bench = sub.add_parser("bench", help="run every benchmark under bench/; writes bench/results/latest.json and .md")
     bench.add_argument("--only", help="comma-separated subset: tasks,logs,live,dashboard")
@@ -82,7 +113,12 @@ def main(argv: list[str] | None = None) -> None:
         parser.print_help()
         raise SystemExit(2)
     try:
-        code = func(args)
+        if getattr(args, "command", None) == "render":
+            from opsloop.cli.render import run as run_render
+
+            code = run_render(func, args)
+        else:
+            code = func(args)
     except KeyboardInterrupt:
         code = 130
     except Exception as exc:  # one clear line, not a traceback

@@ -1,4 +1,5 @@
-"""`opsloop serve`: the API, streams and dispatcher without the dashboard (extra instances)."""
+"""`opsloop serve`: the API, streams and dispatcher; with `--dashboard`, also the Reflex state
+socket and the built dashboard (when `.web/build/client` exists) on the same port."""
 
 from __future__ import annotations
 
@@ -19,6 +20,16 @@ def run(args: argparse.Namespace) -> int:
         os.environ["OPSLOOP_DISPATCH"] = "0"
     import uvicorn
 
+    if args.dashboard:
+        from opsloop.cli.frontend import BUILD_DIR, serve_env
+
+        env = serve_env(dict(os.environ))
+        if not BUILD_DIR.exists():  # backend only: the state socket for a dashboard served elsewhere
+            env.pop("__REFLEX_MOUNT_FRONTEND_COMPILED_APP", None)
+        os.environ.update(env)
+        uvicorn.run("opsloop.opsloop:app", factory=True, host=args.host, port=args.port, log_level="warning", access_log=False,
+                    ws_ping_interval=20, ws_ping_timeout=20)
+        return 0
     uvicorn.run(
         "opsloop.backend.api.asgi:app",
         host=args.host,
@@ -27,5 +38,6 @@ def run(args: argparse.Namespace) -> int:
         access_log=False,
         ws_ping_interval=20,
         ws_ping_timeout=20,
+        ws_per_message_deflate=False,  # /ws fans one change out to many clients: compressing each copy costs more CPU than the frame
     )
     return 0

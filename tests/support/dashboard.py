@@ -30,9 +30,12 @@ def require_chromium() -> None:
         pytest.skip("Debian's chromium is not installed (scripts/test.sh installs it with apt-get)")
 
 
-def dashboard_process(database_url: str, name: str = "dashboard", **env: str) -> Proc:
-    public_url = f"http://127.0.0.1:{E2E_PORT}"
+def dashboard_process(database_url: str, name: str = "dashboard", port: int | None = None, **env: str) -> Proc:
+    """The built dashboard served on `port` (default E2E_PORT: one build serves any port)."""
+    port = port or E2E_PORT
+    public_url = f"http://127.0.0.1:{port}"
     build_frontend()
+    env.setdefault("WS_ALLOWED_ORIGINS", f"{public_url},http://localhost:{port}")
     full_env = serve_env(base_env(database_url, **env))
     args = [
         sys.executable,
@@ -43,7 +46,7 @@ def dashboard_process(database_url: str, name: str = "dashboard", **env: str) ->
         "--host",
         "127.0.0.1",
         "--port",
-        str(E2E_PORT),
+        str(port),
         "--log-level",
         "warning",
     ]

@@ -7,6 +7,7 @@ at once after a registration it served, so routing a task costs no query.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,14 +21,17 @@ Q = queries("agents")
 STALE_AFTER_S = 30.0
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_BACKOFF_S = 0.5
 
 
 @dataclass(frozen=True)
 class TypeLimits:
-    """Per task type: how long one attempt may take and how many attempts a task gets."""
+    """Per task type: how long one attempt may take, how many attempts a task gets, and the
+    base of the exponential backoff between attempts (an agent that needs time to recover says so)."""
 
     timeout_s: float = DEFAULT_TIMEOUT_S
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    backoff_s: float = DEFAULT_BACKOFF_S
 
 
 @dataclass(frozen=True)
@@ -55,8 +59,9 @@ def _agent(row: dict[str, Any]) -> Agent:
     meta = row.get("meta") or {}
     limits = {
         t: TypeLimits(
-            timeout_s=float(v.get("timeoutMs", DEFAULT_TIMEOUT_S * 1000)) / 1000,
-            max_attempts=int(v.get("maxAttempts", DEFAULT_MAX_ATTEMPTS)),
+            timeout_s=max(0.05, float(v.get("timeoutMs", DEFAULT_TIMEOUT_S * 1000)) / 1000),
+            max_attempts=max(1, int(v.get("maxAttempts", DEFAULT_MAX_ATTEMPTS))),
+            backoff_s=max(0.0, float(v.get("backoffMs", DEFAULT_BACKOFF_S * 1000)) / 1000),
         )
         for t, v in (meta.get("limits") or {}).items()
         if isinstance(v, dict)
@@ -79,21 +84,42 @@ class Registry:
         self.pool = pool
         self.ttl_s = ttl_s
         self._agents: dict[str, Agent] = {}
-        self._loaded_at = 0.0
+        self._loaded_at = 0.0  # when the read behind `_agents` began
+        self._invalidated_at = 0.0
+        self._lock = asyncio.Lock()
+
+    def _stale(self) -> bool:
+        return self._loaded_at <= self._invalidated_at or time.monotonic() - self._loaded_at > self.ttl_s
 
     async def refresh(self) -> None:
-        async with self.pool.connection() as conn:
-            rows = await (await conn.execute(Q.list_all)).fetchall()
-        self._agents = {r["slug"]: _agent(r) for r in rows}
-        self._loaded_at = time.monotonic()
+        """Re-read the registry. Callers that pile up (64 attempts after one invalidation) share
+        one query: a read that began after a caller asked is as fresh as its own would be."""
+        asked = time.monotonic()
+        async with self._lock:
+            if self._loaded_at > asked:
+                return
+            began = time.monotonic()
+            async with self.pool.connection() as conn:
+                rows = await (await conn.execute(Q.list_all)).fetchall()
+            self._agents = {r["slug"]: _agent(r) for r in rows}
+            self._loaded_at = began
 
     async def agents(self) -> list[Agent]:
-        if time.monotonic() - self._loaded_at > self.ttl_s:
+        if self._stale():
             await self.refresh()
         return list(self._agents.values())
 
+    def invalidate(self) -> None:
+        """Re-read on next use: an agent (re-)registered somewhere, or a call to one failed. A read
+        already under way when this happens does not count as fresh."""
+        self._invalidated_at = time.monotonic()
+
+    def cached(self, slug: str | None) -> Agent | None:
+        """The agent as last read, without a query (for decisions that may be slightly stale)."""
+        return self._agents.get(slug) if slug else None
+
     async def get(self, slug: str) -> Agent | None:
-        if slug not in self._agents or time.monotonic() - self._loaded_at > self.ttl_s:
+        if slug not in self._agents or self._stale():
             await self.refresh()
         return self._agents.get(slug)
 

@@ -13,14 +13,15 @@ from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_swagger_ui_html
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from opsloop.backend.api import openapi
 from opsloop.backend.api.deps import JSON, caller, error
-from opsloop.backend.api.routes import agents, health, logs, session, stream, tasks
+from opsloop.backend.api.routes import agents, health, logs, render, session, stream, tasks
 from opsloop.backend.config import get_settings
 from opsloop.backend.errors import DomainError
 from opsloop.backend.runtime import get_runtime
@@ -88,8 +89,8 @@ def create_api(*, manage_runtime: bool = False) -> FastAPI:
     async def domain_error(_: Request, exc: DomainError):
         return error(exc.status, exc.message)
 
-    @api.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException):
+    @api.exception_handler(StarletteHTTPException)  # also the router's own 404 and 405: `{error}` like every answer
+    async def http_error(_: Request, exc: StarletteHTTPException):
         return error(exc.status_code, str(exc.detail), exc.headers)
 
     @api.exception_handler(RequestValidationError)
@@ -103,6 +104,7 @@ def create_api(*, manage_runtime: bool = False) -> FastAPI:
         return error(500, "internal error")
 
     docs = APIRouter(tags=["docs"], dependencies=[Depends(caller)])
+    api.openapi = lambda: openapi.cached_openapi(api)  # type: ignore[method-assign]
 
     @docs.get("/openapi.json", include_in_schema=False)
     async def openapi_document() -> JSON:
@@ -110,10 +112,18 @@ def create_api(*, manage_runtime: bool = False) -> FastAPI:
 
     @docs.get("/docs", include_in_schema=False)
     async def docs_page() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="opsloop API")
+        return openapi.docs_page("/openapi.json")
 
-    for router in (docs, health.public, health.router, session.router, tasks.router, logs.router, agents.router):
-        api.include_router(router)
+    @docs.get(openapi.DOCS_ASSETS_PATH + "/{name}", include_in_schema=False)
+    async def docs_asset(name: str) -> Response:
+        return openapi.docs_asset(name)
+
+    for router in (health.public, session.router):
+        api.include_router(router, responses=openapi.COMMON_RESPONSES)
+    for router in (docs, health.router, tasks.router, logs.router, agents.router, render.router):
+        api.include_router(router, responses={**openapi.COMMON_RESPONSES, **openapi.AUTH_RESPONSES})
+    api.router.routes.insert(0, Route("/log", logs.IngestASGI(), methods=["POST"], name="log_ingest_fast", include_in_schema=False))
+    api.router.routes.insert(0, Route("/task", tasks.CreateASGI(), methods=["POST"], name="task_create_fast", include_in_schema=False))
     api.router.routes.append(Route("/logs/stream", stream.SSEStream(), methods=["GET"], name="logs_stream"))
     api.router.routes.append(WebSocketRoute("/ws", stream.websocket_endpoint, name="ws"))
     api.add_middleware(

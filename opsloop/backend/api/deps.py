@@ -38,23 +38,24 @@ def unauthorized() -> HTTPException:
     return HTTPException(401, "Unauthorized", headers={"WWW-Authenticate": 'Basic realm="opsloop"'})
 
 
-def caller(request: Request) -> Principal:
-    """Basic Auth or X-Internal-Key; `?auth=` is only for stream routes (see `stream_caller`)."""
+async def caller(request: Request) -> Principal:
+    """Basic Auth or X-Internal-Key; `?auth=` is only for stream routes (see `stream_caller`).
+    Async (like every dependency here): FastAPI runs a plain `def` in a worker thread per request."""
     p = authenticate(get_settings(), request.headers.get("authorization"), request.headers.get("x-internal-key"))
     if p is None:
         raise unauthorized()
     return p
 
 
-def service_caller(request: Request) -> Principal:
+async def service_caller(request: Request) -> Principal:
     """Routes for services only (agent registration): the internal key, not a person's password."""
-    p = caller(request)
+    p = await caller(request)
     if p.kind != "service":
         raise HTTPException(403, "This route takes the internal key (X-Internal-Key)")
     return p
 
 
-def runtime() -> Runtime:
+async def runtime() -> Runtime:
     rt = get_runtime()
     if not rt.started:
         raise HTTPException(503, "opsloop is starting")

@@ -2,14 +2,17 @@
 
 `writer.log(...)` only appends to a bounded buffer; a background loop ships batches to a sink
 (the database in the app, `POST /log` in agents). When the sink is down the buffer holds what it
-can and retries; what had to be dropped is counted, exposed in `stats`, and reported as a log
-line of its own once the sink is back, so loss is never silent.
+can and retries with backoff; what had to be dropped is counted, exposed in `stats`, and reported
+as a log line of its own once the sink is back, so loss is never silent. A sink that refuses a
+batch for good raises `SinkRejected`: that batch is dropped (and counted) instead of blocking
+every later line behind it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -17,6 +20,21 @@ from typing import Any
 
 Sink = Callable[[list[dict[str, Any]]], Awaitable[None]]
 log = logging.getLogger("opsloop.logwriter")
+
+LEVELS = ("debug", "info", "warn", "error")
+MAX_MESSAGE = 32_768  # what POST /log accepts
+MAX_FIELD = 200
+
+
+class SinkRejected(Exception):
+    """Raised by a sink for a batch it will never accept (e.g. an HTTP 400): retrying is useless."""
+
+
+def _clean(value: Any, limit: int) -> str:
+    text = value if isinstance(value, str) else str(value)
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    return text[:limit]
 
 
 class LogWriter:
@@ -30,7 +48,7 @@ class LogWriter:
         flush_interval_s: float = 0.05,
         max_backoff_s: float = 5.0,
     ) -> None:
-        self.service = service
+        self.service = _clean(service, MAX_FIELD)
         self.sink = sink
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
@@ -40,7 +58,10 @@ class LogWriter:
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._unreported_drops = 0
-        self.stats = {"written": 0, "dropped": 0, "failures": 0}
+        self._unreported_rejects = 0
+        self._failing_since: datetime | None = None
+        self._failed_attempts = 0
+        self.stats = {"written": 0, "dropped": 0, "failures": 0, "rejected": 0}
 
     def log(
         self,
@@ -52,25 +73,47 @@ class LogWriter:
         trace_id: str | None = None,
         correlation_id: str | None = None,
     ) -> None:
-        """Queue one line; never blocks, never raises. A full buffer drops (and counts) the new line."""
+        """Queue one line; never blocks, never raises. A full buffer drops (and counts) the new line.
+
+        The line is made storable here (known level, bounded text, no NUL, a real UUID), so one bad
+        line can never poison the batch it travels in.
+        """
         if len(self._buffer) >= self.max_buffer:
             self.stats["dropped"] += 1
             self._unreported_drops += 1
             return
-        self._buffer.append(
-            {
-                "ts": datetime.now(UTC),
-                "service": self.service,
-                "level": level,
-                "message": message,
-                "data": data,
-                "task_id": str(task_id) if task_id is not None else None,
-                "trace_id": trace_id,
-                "correlation_id": correlation_id,
-            }
-        )
+        try:
+            if task_id is not None and not isinstance(task_id, uuid.UUID):
+                try:
+                    task_id = uuid.UUID(str(task_id))
+                except ValueError:
+                    data = (
+                        {"data": data, "taskId": _clean(task_id, MAX_FIELD)}
+                        if not isinstance(data, dict)
+                        else {**data, "taskId": _clean(task_id, MAX_FIELD)}
+                    )
+                    task_id = None
+            self._buffer.append(
+                {
+                    "ts": datetime.now(UTC),
+                    "service": self.service,
+                    "level": level if level in LEVELS else "info",
+                    "message": _clean(message, MAX_MESSAGE) or "(empty)",
+                    "data": data,
+                    "task_id": str(task_id) if task_id is not None else None,
+                    "trace_id": _clean(trace_id, MAX_FIELD) if trace_id is not None else None,
+                    "correlation_id": _clean(correlation_id, MAX_FIELD) if correlation_id is not None else None,
+                }
+            )
+        except Exception:  # never let logging break the caller
+            self.stats["dropped"] += 1
+            self._unreported_drops += 1
+            return
         if len(self._buffer) >= self.batch_size:
             self._ready.set()
+
+    def debug(self, message: str, data: Any = None, **ids: Any) -> None:
+        self.log("debug", message, data, **ids)
 
     def info(self, message: str, data: Any = None, **ids: Any) -> None:
         self.log("info", message, data, **ids)
@@ -111,17 +154,43 @@ class LogWriter:
                 backoff = self.flush_interval_s
             except Exception as exc:
                 self.stats["failures"] += 1
+                self._failed_attempts += 1
+                if self._failing_since is None:
+                    self._failing_since = datetime.now(UTC)
                 log.warning("log sink failed (%d buffered): %s", len(self._buffer), exc)
                 await asyncio.sleep(backoff)
                 backoff = min(self.max_backoff_s, backoff * 2)
 
-    async def _drain(self) -> None:
+    def _report_incidents(self) -> None:
+        """Once the sink takes lines again: say what happened while it did not."""
         if self._unreported_drops and len(self._buffer) < self.max_buffer:
             dropped, self._unreported_drops = self._unreported_drops, 0
-            self.log("warn", f"log buffer overflowed: {dropped} line(s) dropped", {"dropped": dropped})
+            self.log("warn", f"log buffer overflowed: {dropped} line(s) dropped", {"dropped": dropped, "maxBuffer": self.max_buffer})
+        if self._unreported_rejects and len(self._buffer) < self.max_buffer:
+            rejected, self._unreported_rejects = self._unreported_rejects, 0
+            self.log("warn", f"log sink refused {rejected} line(s); they were dropped", {"dropped": rejected})
+
+    async def _drain(self) -> None:
+        self._report_incidents()
         while self._buffer:
             batch = [self._buffer[i] for i in range(min(self.batch_size, len(self._buffer)))]
-            await self.sink(batch)  # raises: the batch stays buffered for the retry
+            try:
+                await self.sink(batch)  # raises: the batch stays buffered for the retry
+            except SinkRejected as exc:
+                self.stats["rejected"] += len(batch)
+                self.stats["dropped"] += len(batch)
+                self._unreported_rejects += len(batch)
+                log.warning("log sink rejected %d line(s): %s", len(batch), exc)
+            else:
+                self.stats["written"] += len(batch)
             for _ in batch:
                 self._buffer.popleft()
-            self.stats["written"] += len(batch)
+            if self._failing_since is not None:
+                since, attempts = self._failing_since, self._failed_attempts
+                self._failing_since, self._failed_attempts = None, 0
+                self.log(
+                    "warn",
+                    f"log sink recovered after {attempts} failed attempt(s); buffered lines written late",
+                    {"failingSince": since.isoformat(), "failedAttempts": attempts},
+                )
+            self._report_incidents()

@@ -1125,9 +1125,15 @@ def run_fake_render(
     *,
     build_seconds: float = 2.0,
     log_level: str = "info",
+    rate_scale: float = 1.0,
 ) -> None:
-    """Serve the fake with uvicorn until interrupted (``opsloop render fake``)."""
+    """Serve the fake with uvicorn until interrupted (``opsloop render fake``).
+
+    ``rate_scale`` multiplies Render's documented limits (e.g. 10 for busy local runs and tests
+    with several opsloop instances polling every second).
+    """
     import uvicorn
 
-    app = create_fake_render_app(token=token, build_seconds=build_seconds)
+    limits = {name: RateLimit(max(1, int(rule.limit * rate_scale)), rule.period) for name, rule in RATE_LIMITS.items()}
+    app = create_fake_render_app(token=token, build_seconds=build_seconds, rate_limits=limits)
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -13,6 +13,27 @@ WITH ins AS (
 )
 SELECT * FROM ins
 
+-- name: create_tasks
+-- Many creates in one statement (one commit, one trigger run, one NOTIFY): the API groups the
+-- requests that arrive together. Ids come from the caller, so each request finds its row.
+WITH input AS (
+  SELECT * FROM unnest(%(ids)b::uuid[], %(types)b::text[], %(sources)b::text[], %(payloads)b::jsonb[], %(correlation_ids)b::text[],
+                       %(trace_ids)b::text[], %(agent_slugs)b::text[], %(idempotency_keys)b::text[], %(max_attempts)b::int[])
+    AS i(id, type, source, payload, correlation_id, trace_id, agent_slug, idempotency_key, max_attempts)
+), ins AS (
+  INSERT INTO tasks (id, type, source, payload, correlation_id, trace_id, agent_slug, idempotency_key, max_attempts)
+  SELECT * FROM input
+  ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+  RETURNING id, type, source, agent_slug, correlation_id, trace_id
+), ev AS (
+  INSERT INTO task_events (task_id, actor, kind, data, correlation_id, trace_id)
+  SELECT id, source, 'created', jsonb_build_object('type', type, 'agent', agent_slug, 'source', source), correlation_id, trace_id FROM ins
+)
+SELECT id FROM ins
+
+-- name: tasks_by_idempotency_keys
+SELECT id, trace_id, status, agent_slug, idempotency_key FROM tasks WHERE idempotency_key = ANY(%(keys)b::text[])
+
 -- name: task_by_idempotency_key
 SELECT * FROM tasks WHERE idempotency_key = %(idempotency_key)s
 
@@ -89,7 +110,7 @@ SELECT * FROM upd
 -- Apply agent answers in one statement; the guard on owner, attempt and status drops any answer
 -- from a superseded attempt (lease expired and re-claimed, or cancelled meanwhile).
 WITH answers AS (
-  SELECT * FROM unnest(%(ids)s::uuid[], %(attempts)s::int[], %(results)s::jsonb[]) AS a(id, attempt, result)
+  SELECT * FROM unnest(%(ids)b::uuid[], %(attempts)b::int[], %(results)b::jsonb[]) AS a(id, attempt, result)
 ), upd AS (
   UPDATE tasks t SET status = 'done', result = a.result, error = NULL, version = t.version + 1,
     lease_owner = NULL, lease_expires_at = NULL, finished_at = now(), updated_at = now()
@@ -124,7 +145,7 @@ SELECT * FROM upd
 
 -- name: renew_leases
 UPDATE tasks SET lease_expires_at = now() + make_interval(secs => %(lease_s)s)
-WHERE id = ANY(%(ids)s::uuid[]) AND lease_owner = %(owner)s AND status = 'running'
+WHERE id = ANY(%(ids)b::uuid[]) AND lease_owner = %(owner)s AND status = 'running'
 
 -- name: reclaim_expired
 -- Tasks whose instance died (lease not renewed): back to the queue, or `error` past the limit.

@@ -15,15 +15,19 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
+import aiohttp
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from opsloop.backend import jsonutil
 from opsloop.backend.agents.registry import Registry
 from opsloop.backend.sql import queries
 
 Q = queries("tasks")
 log = logging.getLogger("opsloop.dispatcher")
+# Idle agent connections are dropped before uvicorn's 5 s keep-alive closes them on the other
+# side: reusing a connection the server is closing fails the request (and costs an attempt).
+KEEPALIVE_S = 4.0
 
 LocalHandler = Callable[[dict[str, Any]], Awaitable[Any]]
 OnFailure = Callable[[dict[str, Any], str], None]
@@ -63,22 +67,27 @@ class Dispatcher:
         self.lease_s = lease_s
         self.poll_s = poll_s
         self.backoff_base_s = backoff_base_s
-        self.local_handlers = local_handlers or {}
+        self.local_handlers = local_handlers if local_handlers is not None else {}  # shared with the runtime, even when empty
         self.on_failure = on_failure
         self._inflight: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._answers: list[tuple[uuid.UUID, int, Any]] = []
         self._answers_ready = asyncio.Event()
-        self._http = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-            timeout=httpx.Timeout(10.0),
-        )
+        self._http: aiohttp.ClientSession | None = None  # made in the running loop, on first use
         self._stopping = False
+        self._backlog = False
         self.stats = {"claimed": 0, "done": 0, "failed_attempts": 0, "stale_answers": 0}
 
     def wake(self) -> None:
-        """Called on every task notification: there may be something to claim."""
+        """There may be something to claim (a task was queued here, or a slot freed up)."""
         self._wake.set()
+
+    def on_task_notification(self, payload: str) -> None:
+        """A live `t:` notification (`t:<id>:<version>,…`): only a new task (version 1) can be
+        claimable. Every other change (claims, answers, events) would just cost an empty claim;
+        re-queues wake their own instance (retry timer, reclaim, the retry route)."""
+        if ":1," in payload + ",":
+            self._wake.set()
 
     async def run(self) -> None:
         """Main loop plus its helpers (lease renewal, expiry reclaim, answer flushing)."""
@@ -101,7 +110,17 @@ class Dispatcher:
         if self._inflight:
             await asyncio.wait(list(self._inflight.values()), timeout=grace_s)
         await self._apply_answers()
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.close()
+
+    def _session(self) -> aiohttp.ClientSession:
+        """One keep-alive session for every agent call. aiohttp rather than httpx: this is the hottest
+        client in the system, and httpx's pool cost ~15x more CPU per request under concurrency."""
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.concurrency, keepalive_timeout=KEEPALIVE_S),
+            )
+        return self._http
 
     async def _claim_loop(self) -> None:
         while not self._stopping:
@@ -115,6 +134,8 @@ class Dispatcher:
                     log.warning("claim failed: %s", exc)
                     await asyncio.sleep(1.0)
                     continue
+            # Limited by our own capacity: more may be waiting, so a freed slot should claim again.
+            self._backlog = free <= 0 or claimed == min(free, self.claim_batch)
             if claimed and claimed == min(free, self.claim_batch):
                 continue  # likely more waiting: claim again right away
             try:
@@ -124,7 +145,7 @@ class Dispatcher:
 
     async def _claim(self, n: int) -> int:
         async with self.pool.connection() as conn:
-            rows = await (await conn.execute(Q.claim_tasks, {"n": n, "owner": self.instance_id, "lease_s": self.lease_s})).fetchall()
+            rows = await (await conn.execute(Q.claim_tasks, {"n": n, "owner": self.instance_id, "lease_s": self.lease_s}, prepare=True)).fetchall()
         for row in rows:
             self._inflight[row["id"]] = asyncio.create_task(self._execute(row))
         self.stats["claimed"] += len(rows)
@@ -143,7 +164,8 @@ class Dispatcher:
             self._answers_ready.set()
         finally:
             self._inflight.pop(task["id"], None)
-            self._wake.set()
+            if self._backlog or self._stopping:
+                self._wake.set()
 
     async def _call_agent(self, task: dict[str, Any]) -> tuple[Any, str]:
         slug = task["agent_slug"]
@@ -164,18 +186,24 @@ class Dispatcher:
         headers = {"X-Internal-Key": self.internal_key, "X-Trace-Id": task["trace_id"]}
         if task["correlation_id"]:
             headers["X-Correlation-Id"] = task["correlation_id"]
+        headers["Content-Type"] = "application/json"
         try:
-            resp = await self._http.post(agent.endpoint_url(), json=body, headers=headers, timeout=limits.timeout_s)
-        except httpx.TimeoutException:
+            async with self._session().post(
+                agent.endpoint_url(), data=jsonutil.dumps(body), headers=headers, timeout=aiohttp.ClientTimeout(total=limits.timeout_s)
+            ) as resp:
+                status, raw = resp.status, await resp.read()
+        except TimeoutError:
             raise RuntimeError(f"agent {slug} timed out after {limits.timeout_s:g}s") from None
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
+            self.registry.invalidate()  # it may have moved: the retry reads its current URL
             raise RuntimeError(f"agent {slug} unreachable: {type(exc).__name__}") from None
-        if 400 <= resp.status_code < 500 and resp.status_code not in (408, 429):
-            raise PermanentFailure(f"agent {slug} refused the task: HTTP {resp.status_code} {resp.text[:200]}")
-        if resp.status_code >= 300:
-            raise RuntimeError(f"agent {slug} answered HTTP {resp.status_code}")
+        if 400 <= status < 500 and status not in (408, 429):
+            text = raw[:200].decode(errors="replace")
+            raise PermanentFailure(f"agent {slug} refused the task: HTTP {status} {text}")
+        if status >= 300:
+            raise RuntimeError(f"agent {slug} answered HTTP {status}")
         try:
-            return resp.json(), "http"
+            return jsonutil.loads(raw), "http"
         except ValueError:
             raise RuntimeError(f"agent {slug} answered non-JSON") from None
 
@@ -183,7 +211,9 @@ class Dispatcher:
         self.stats["failed_attempts"] += 1
         message = str(exc) or type(exc).__name__
         final = isinstance(exc, PermanentFailure)
-        delay = 0.0 if final else backoff_s(task["attempts"], self.backoff_base_s)
+        agent = self.registry.cached(task["agent_slug"])
+        base = agent.limits_for(task["type"]).backoff_s if agent else self.backoff_base_s
+        delay = 0.0 if final else backoff_s(task["attempts"], base)
         params = {
             "id": task["id"],
             "owner": self.instance_id,
@@ -195,11 +225,13 @@ class Dispatcher:
         for _ in range(30):
             try:
                 async with self.pool.connection() as conn:
-                    await conn.execute(Q.fail_attempt, params)
+                    await conn.execute(Q.fail_attempt, params, prepare=True)
                 break
             except Exception as db_exc:  # keep the outcome until the database is back
                 log.warning("recording a failed attempt failed: %s", db_exc)
                 await asyncio.sleep(1.0)
+        if not final:  # claim it again when due, not at the next slow poll
+            asyncio.get_running_loop().call_later(delay, self._wake.set)
         if self.on_failure:
             self.on_failure(task, message)
 
@@ -221,7 +253,7 @@ class Dispatcher:
             }
             try:
                 async with self.pool.connection() as conn:
-                    applied = await (await conn.execute(Q.complete_tasks, params)).fetchall()
+                    applied = await (await conn.execute(Q.complete_tasks, params, prepare=True)).fetchall()
             except Exception as exc:  # database down: keep the answers, try again
                 log.warning("recording answers failed (%d kept): %s", len(batch), exc)
                 self._answers[:0] = batch
@@ -238,7 +270,7 @@ class Dispatcher:
                 continue
             try:
                 async with self.pool.connection() as conn:
-                    await conn.execute(Q.renew_leases, {"ids": ids, "owner": self.instance_id, "lease_s": self.lease_s})
+                    await conn.execute(Q.renew_leases, {"ids": ids, "owner": self.instance_id, "lease_s": self.lease_s}, prepare=True)
             except Exception as exc:
                 log.warning("lease renewal failed: %s", exc)
 

@@ -3,16 +3,20 @@ same statement (see `sql/tasks.sql`)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+import weakref
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from opsloop.backend.errors import BadRequest, Conflict, NotFound
 from opsloop.backend.models import TASK_STATUSES
-from opsloop.backend.paging import decode_cursor, encode_cursor
+from opsloop.backend.paging import BadCursor, decode_cursor, encode_cursor
 from opsloop.backend.sql import queries
 
 Q = queries("tasks")
@@ -64,12 +68,130 @@ async def create_task(
         return existing, False
 
 
+@dataclass(frozen=True)
+class NewTask:
+    """One create request, validated and routed."""
+
+    type: str
+    source: str
+    payload: Any
+    correlation_id: str | None
+    trace_id: str
+    agent_slug: str
+    idempotency_key: str | None
+    max_attempts: int
+
+
+class CreateBatcher:
+    """Groups the creates that arrive together into one statement.
+
+    Each create is a commit, and commits of rows with live triggers are serialised by NOTIFY;
+    grouping them costs no latency (a request arriving alone is written at once; others wait
+    only for the write in flight) and turns N commits, trigger runs and NOTIFYs into one.
+    A request is answered after its row is committed, exactly as with a single insert.
+    """
+
+    def __init__(self, pool: AsyncConnectionPool, *, max_batch: int = 256, max_inflight: int = 2) -> None:
+        self.pool = pool
+        self.max_batch = max_batch
+        self.max_inflight = max_inflight
+        self._queue: list[tuple[NewTask, asyncio.Future[tuple[Row, bool]]]] = []
+        self._inflight = 0
+        self._flushers: set[asyncio.Task[None]] = set()
+
+    async def create(self, task: NewTask) -> tuple[Row, bool]:
+        """`({id, trace_id, status, agent_slug}, created)`; with a known idempotency key, the first task."""
+        future: asyncio.Future[tuple[Row, bool]] = asyncio.get_running_loop().create_future()
+        self._queue.append((task, future))
+        if self._inflight < self.max_inflight:
+            self._inflight += 1
+            flusher = asyncio.create_task(self._flush())
+            self._flushers.add(flusher)
+            flusher.add_done_callback(self._flushers.discard)
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+                try:
+                    await self._write(batch)
+                except psycopg.DataError as exc:  # one bad value fails the statement: isolate it
+                    if len(batch) == 1:
+                        _settle(batch[0][1], exc=BadRequest(f"the database refused a value: {exc}"))
+                    else:
+                        for item in batch:
+                            await self._write_or_settle([item])
+                except Exception as exc:  # database down: every waiting request gets the error
+                    for _, future in batch:
+                        _settle(future, exc=exc)
+        finally:
+            self._inflight -= 1
+
+    async def _write_or_settle(self, batch: list[tuple[NewTask, asyncio.Future[tuple[Row, bool]]]]) -> None:
+        try:
+            await self._write(batch)
+        except psycopg.DataError as exc:
+            _settle(batch[0][1], exc=BadRequest(f"the database refused a value: {exc}"))
+        except Exception as exc:
+            _settle(batch[0][1], exc=exc)
+
+    async def _write(self, batch: list[tuple[NewTask, asyncio.Future[tuple[Row, bool]]]]) -> None:
+        ids = [uuid.uuid4() for _ in batch]
+        tasks = [t for t, _ in batch]
+        params = {
+            "ids": ids,
+            "types": [t.type for t in tasks],
+            "sources": [t.source for t in tasks],
+            "payloads": [Jsonb(t.payload) if t.payload is not None else None for t in tasks],
+            "correlation_ids": [t.correlation_id for t in tasks],
+            "trace_ids": [t.trace_id for t in tasks],
+            "agent_slugs": [t.agent_slug for t in tasks],
+            "idempotency_keys": [t.idempotency_key for t in tasks],
+            "max_attempts": [t.max_attempts for t in tasks],
+        }
+        async with self.pool.connection() as conn:  # prepared per connection: the hot statement
+            inserted = {r["id"] for r in await (await conn.execute(Q.create_tasks, params, prepare=True)).fetchall()}
+            keys = [t.idempotency_key for i, t in zip(ids, tasks, strict=True) if i not in inserted and t.idempotency_key]
+            existing = {}
+            if keys:
+                rows = await (await conn.execute(Q.tasks_by_idempotency_keys, {"keys": keys})).fetchall()
+                existing = {r.pop("idempotency_key"): r for r in rows}
+        for task_id, (task, future) in zip(ids, batch, strict=True):
+            if task_id in inserted:
+                _settle(future, ({"id": task_id, "trace_id": task.trace_id, "status": "queued", "agent_slug": task.agent_slug}, True))
+            elif task.idempotency_key in existing:
+                _settle(future, (existing[task.idempotency_key], False))
+            else:  # the first one was deleted by retention meanwhile
+                _settle(future, exc=Conflict("idempotency key is being used by a task that no longer exists"))
+
+
+def _settle(future: asyncio.Future[Any], value: Any = None, exc: BaseException | None = None) -> None:
+    if future.done():  # the request went away (client disconnected); its row stands
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(value)
+
+
+_batchers: weakref.WeakKeyDictionary[AsyncConnectionPool, CreateBatcher] = weakref.WeakKeyDictionary()
+
+
+def create_batcher(pool: AsyncConnectionPool) -> CreateBatcher:
+    """The process's batcher for `pool` (one per pool, made on first use)."""
+    batcher = _batchers.get(pool)
+    if batcher is None:
+        batcher = _batchers[pool] = CreateBatcher(pool)
+    return batcher
+
+
 async def get_task(pool: AsyncConnectionPool, task_id: uuid.UUID) -> tuple[Row, list[Row]]:
     async with pool.connection() as conn:
-        task = await (await conn.execute(Q.get_task, {"id": task_id})).fetchone()
+        task = await (await conn.execute(Q.get_task, {"id": task_id}, prepare=True)).fetchone()
         if task is None:
             raise NotFound("Task not found")
-        events = await (await conn.execute(Q.task_events, {"id": task_id})).fetchall()
+        events = await (await conn.execute(Q.task_events, {"id": task_id}, prepare=True)).fetchall()
     return task, events
 
 
@@ -104,8 +226,12 @@ async def list_tasks(
         params["until"] = until
     if cursor:
         ts, last_id = decode_cursor(cursor, 2)
-        where.append("(updated_at, id) < (%(c_ts)s::timestamptz, %(c_id)s::uuid)")
-        params.update(c_ts=ts, c_id=last_id)
+        try:
+            c_ts, c_id = datetime.fromisoformat(ts), uuid.UUID(last_id)
+        except (TypeError, ValueError, AttributeError):
+            raise BadCursor("cursor is not valid") from None
+        where.append("(updated_at, id) < (%(c_ts)s, %(c_id)s)")
+        params.update(c_ts=c_ts, c_id=c_id)
     sql = "SELECT * FROM tasks"
     if where:
         sql += " WHERE " + " AND ".join(where)
@@ -251,8 +377,10 @@ async def list_events(
         params["after_id"] = after_id
     if cursor:
         (last_id,) = decode_cursor(cursor, 1)
+        if isinstance(last_id, bool) or not isinstance(last_id, int):
+            raise BadCursor("cursor is not valid")
         where.append("id > %(c_id)s" if oldest_first else "id < %(c_id)s")
-        params["c_id"] = int(last_id)
+        params["c_id"] = last_id
     sql = "SELECT * FROM task_events"
     if where:
         sql += " WHERE " + " AND ".join(where)

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse
 
 from opsloop.backend.api.deps import error
+from opsloop.backend.api.openapi import ERROR, PUBLIC
 from opsloop.backend.auth import SESSION_COOKIE, SESSION_MAX_AGE_S, LoginRateLimiter, check_password, issue_session
 from opsloop.backend.config import get_settings
 
@@ -26,7 +27,25 @@ def _safe_next(raw: str | None) -> str:
     return raw
 
 
-@router.post("/auth/login", summary="Dashboard login (form fields username, password, next)")
+LOGIN_FORM = {
+    "type": "object",
+    "properties": {"username": {"type": "string"}, "password": {"type": "string"}, "next": {"type": "string", "default": "/"}},
+    "required": ["username", "password"],
+}
+REDIRECT = {"description": "Redirect (`Location`): to `next` with the session cookie set, or back to /login?error=1"}
+
+
+@router.post(
+    "/auth/login",
+    status_code=303,
+    response_class=RedirectResponse,
+    summary="Dashboard login (form fields username, password, next)",
+    responses={303: REDIRECT, 429: {**ERROR, "description": "Too many failed logins from this address (Retry-After)"}},
+    openapi_extra={
+        "security": PUBLIC,
+        "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": LOGIN_FORM}}},
+    },
+)
 async def login(request: Request):
     client = request.client.host if request.client else "unknown"
     wait = limiter.blocked(client)
@@ -53,7 +72,14 @@ async def login(request: Request):
     return response
 
 
-@router.post("/auth/logout", summary="End the dashboard session")
+@router.post(
+    "/auth/logout",
+    status_code=303,
+    response_class=RedirectResponse,
+    summary="End the dashboard session",
+    responses={303: {"description": "Redirect to /login with the session cookie cleared"}},
+    openapi_extra={"security": PUBLIC},
+)
 async def logout() -> RedirectResponse:
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")

@@ -10,25 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import HTTPConnection, Request
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket, WebSocketState
 
 from opsloop.backend import jsonutil
 from opsloop.backend.api.deps import error
 from opsloop.backend.auth import Principal, authenticate
 from opsloop.backend.config import get_settings
 from opsloop.backend.live.bus import LiveMessage, Subscription
+from opsloop.backend.models import LOG_LEVELS
 from opsloop.backend.runtime import get_runtime
 from opsloop.backend.tasks.repository import event_camel
 
-HEARTBEAT_S = 15.0
-QUEUE_SIZE = 1000
+HEARTBEAT_S = float(os.environ.get("OPSLOOP_SSE_HEARTBEAT_S", "15"))  # SPEC: at least every 15 s
+QUEUE_SIZE = int(os.environ.get("OPSLOOP_STREAM_QUEUE", "2000"))  # per connection; above the bus's fetch chunk
 REPLAY_LIMIT = 10_000
+COALESCE = 256  # SSE frames written in one send when a client is behind
 
 
 def stream_caller(conn: HTTPConnection) -> Principal | None:
@@ -45,6 +49,29 @@ def origin_allowed(conn: HTTPConnection) -> bool:
     """No Origin header means a non-browser client (already authenticated); a browser's must be listed."""
     origin = conn.headers.get("origin")
     return origin is None or origin.rstrip("/") in get_settings().allowed_origins
+
+
+def check_params(params: dict[str, Any]) -> str | None:
+    """A filter that can never match is a client bug: say so (400) instead of streaming nothing."""
+    level = params.get("level")
+    if level and level not in LOG_LEVELS:
+        return f"level must be one of {', '.join(LOG_LEVELS)}"
+    task_id = params.get("taskId")
+    if task_id:
+        try:
+            params["taskId"] = str(uuid.UUID(task_id))
+        except (ValueError, AttributeError, TypeError):
+            return "taskId must be a UUID"
+    return None
+
+
+def route_of(params: dict[str, Any]) -> tuple[str, str] | None:
+    """The bus's shortcut for a trace or task filter (see `LiveBus.subscribe`)."""
+    if params.get("traceId"):
+        return ("trace", params["traceId"])
+    if params.get("taskId"):
+        return ("task", params["taskId"])
+    return None
 
 
 def make_filter(params: dict[str, Any]) -> Callable[[LiveMessage], bool]:
@@ -68,8 +95,24 @@ def make_filter(params: dict[str, Any]) -> Callable[[LiveMessage], bool]:
     return accepts
 
 
-def _sse(event: str, data: Any, frame_id: str) -> bytes:
-    return b"id: " + frame_id.encode() + b"\nevent: " + event.encode() + b"\ndata: " + jsonutil.dumps(data) + b"\n\n"
+# -- Server-Sent Events ---------------------------------------------------------------------
+
+
+def _sse_body(kind: str, row: dict[str, Any]) -> bytes:
+    if kind == "log":
+        return b"\nevent: log\ndata: " + jsonutil.dumps(row) + b"\n\n"
+    return b"\nevent: event\ndata: " + jsonutil.dumps(event_camel(row)) + b"\n\n"
+
+
+def _sse_frame(msg: LiveMessage, frame_id: bytes) -> bytes:
+    body = msg.cache.get("sse")
+    if body is None:
+        body = msg.cache["sse"] = _sse_body(msg.kind, msg.row)
+    return b"id: " + frame_id + body
+
+
+def _position_id(last_log: int, last_event: int) -> bytes:
+    return f"{last_log}-{last_event}".encode()
 
 
 def _parse_last_event_id(raw: str | None) -> tuple[int, int] | None:
@@ -80,6 +123,10 @@ def _parse_last_event_id(raw: str | None) -> tuple[int, int] | None:
         return int(log_id), int(event_id)
     except ValueError:
         return None
+
+
+def _chunk(body: bytes) -> dict[str, Any]:
+    return {"type": "http.response.body", "body": body, "more_body": True}
 
 
 class SSEStream:
@@ -93,13 +140,20 @@ class SSEStream:
         if not origin_allowed(request):
             await error(403, "Origin not allowed")(scope, receive, send)
             return
+        params: dict[str, Any] = dict(request.query_params)
+        problem = check_params(params)
+        if problem:
+            await error(400, problem)(scope, receive, send)
+            return
         rt = get_runtime()
-        params = dict(request.query_params)
+        if not rt.started:
+            await error(503, "opsloop is starting")(scope, receive, send)
+            return
         params["kinds"] = ("event", "log")
-        accepts = make_filter(params)
-        sub = rt.bus.subscribe(accepts, maxsize=QUEUE_SIZE)
-        position = _parse_last_event_id(request.headers.get("last-event-id") or params.get("lastEventId"))
+        sub = rt.bus.subscribe(make_filter(params), maxsize=QUEUE_SIZE, route=route_of(params))  # before reading the position
         try:
+            position = _parse_last_event_id(request.headers.get("last-event-id") or params.get("lastEventId"))
+            resumed = position is not None
             if position is None:
                 position = await _current_position(rt)
             await send(
@@ -113,7 +167,7 @@ class SSEStream:
                     ],
                 }
             )
-            pump = asyncio.create_task(self._pump(send, sub, rt, params, position))
+            pump = asyncio.create_task(self._pump(send, sub, rt, params, position, resumed))
             gone = asyncio.create_task(_wait_disconnect(receive))
             dropped = asyncio.create_task(sub.closed.wait())
             done, pending = await asyncio.wait({pump, gone, dropped}, return_when=asyncio.FIRST_COMPLETED)
@@ -121,43 +175,54 @@ class SSEStream:
                 t.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
             if pump in done and pump.exception() is None:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                # orderly end (shutdown): finish the response. A stuck client is simply cut off.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(send({"type": "http.response.body", "body": b"", "more_body": False}), 1.0)
         finally:
             rt.bus.unsubscribe(sub)
 
-    async def _pump(self, send: Send, sub: Subscription, rt: Any, params: dict[str, Any], position: tuple[int, int]) -> None:
+    async def _pump(self, send: Send, sub: Subscription, rt: Any, params: dict[str, Any], position: tuple[int, int], resumed: bool) -> None:
         last_log, last_event = position
-        await send({"type": "http.response.body", "body": b"retry: 2000\n: connected\n\n", "more_body": True})
-        for kind, row in await _replay(rt, params, last_log, last_event):
-            if kind == "log":
-                last_log = max(last_log, row["id"])
-            else:
-                last_event = max(last_event, row["id"])
-            await send({"type": "http.response.body", "body": _frame(kind, row, last_log, last_event), "more_body": True})
+        await send(_chunk(b"retry: 2000\n: connected\n\n"))
+        replayed: dict[str, set[int]] = {"log": set(), "event": set()}
+        if resumed:
+            parts: list[bytes] = []
+            for msg in await _replay(rt, params, last_log, last_event):
+                replayed[msg.kind].add(msg.id)
+                if msg.kind == "log":
+                    last_log = max(last_log, msg.id)
+                else:
+                    last_event = max(last_event, msg.id)
+                parts.append(_sse_frame(msg, _position_id(last_log, last_event)))
+                if len(parts) >= COALESCE:
+                    await send(_chunk(b"".join(parts)))
+                    parts = []
+            if parts:
+                await send(_chunk(b"".join(parts)))
         while True:
-            try:
-                msg = await asyncio.wait_for(sub.get(), timeout=HEARTBEAT_S)
-            except TimeoutError:
-                beat = _sse("heartbeat", {"ts": datetime.now(UTC)}, f"{last_log}-{last_event}")
-                await send({"type": "http.response.body", "body": beat, "more_body": True})
-                continue
-            if msg is None:
+            batch = await sub.get_batch(COALESCE, timeout=HEARTBEAT_S)
+            if batch is None:
                 return
-            if msg.kind == "log":
-                if msg.id <= last_log:
-                    continue  # already sent by the replay
-                last_log = msg.id
-            else:
-                if msg.id <= last_event:
+            if not batch:
+                beat = (
+                    b"id: " + _position_id(last_log, last_event) + b"\nevent: heartbeat\ndata: " + jsonutil.dumps({"ts": datetime.now(UTC)}) + b"\n\n"
+                )
+                await send(_chunk(beat))
+                continue
+            parts = []
+            for msg in batch:
+                seen = replayed.get(msg.kind)
+                if seen and msg.id in seen:
+                    seen.discard(msg.id)  # already sent by the replay
                     continue
-                last_event = msg.id
-            await send({"type": "http.response.body", "body": _frame(msg.kind, msg.row, last_log, last_event), "more_body": True})
-
-
-def _frame(kind: str, row: dict[str, Any], last_log: int, last_event: int) -> bytes:
-    if kind == "log":
-        return _sse("log", row, f"{last_log}-{last_event}")
-    return _sse("event", event_camel(row), f"{last_log}-{last_event}")
+                # Max ids, not the last one: rows committed out of id order are still sent live.
+                if msg.kind == "log":
+                    last_log = max(last_log, msg.id)
+                else:
+                    last_event = max(last_event, msg.id)
+                parts.append(_sse_frame(msg, _position_id(last_log, last_event)))
+            if parts:
+                await send(_chunk(b"".join(parts)))
 
 
 async def _current_position(rt: Any) -> tuple[int, int]:
@@ -168,12 +233,12 @@ async def _current_position(rt: Any) -> tuple[int, int]:
     return int(row["l"]), int(row["e"])
 
 
-async def _replay(rt: Any, params: dict[str, Any], last_log: int, last_event: int) -> list[tuple[str, dict[str, Any]]]:
-    """What a reconnecting client missed, oldest first (bounded)."""
+async def _replay(rt: Any, params: dict[str, Any], last_log: int, last_event: int) -> list[LiveMessage]:
+    """What a reconnecting client missed, oldest first (the oldest REPLAY_LIMIT of each kind)."""
     from opsloop.backend.logs.repository import search_logs
-    from opsloop.backend.tasks.repository import list_events, parse_task_id
+    from opsloop.backend.tasks.repository import list_events
 
-    task_id = parse_task_id(params["taskId"]) if params.get("taskId") else None
+    task_id = uuid.UUID(params["taskId"]) if params.get("taskId") else None
     logs, _ = await search_logs(
         rt.pool,
         service=params.get("service") or None,
@@ -182,12 +247,15 @@ async def _replay(rt: Any, params: dict[str, Any], last_log: int, last_event: in
         task_id=task_id,
         after_id=last_log,
         limit=REPLAY_LIMIT,
+        oldest_first=True,
     )
     events: list[dict[str, Any]] = []
     if not params.get("service") and not params.get("level"):
-        events, _ = await list_events(rt.pool, task_id=task_id, trace_id=params.get("traceId") or None, after_id=last_event, limit=REPLAY_LIMIT)
-    merged = [("log", r) for r in logs] + [("event", r) for r in events]
-    merged.sort(key=lambda kr: (kr[1]["ts"], kr[1]["id"]))
+        events, _ = await list_events(
+            rt.pool, task_id=task_id, trace_id=params.get("traceId") or None, after_id=last_event, limit=REPLAY_LIMIT, oldest_first=True
+        )
+    merged = [LiveMessage("log", r) for r in logs] + [LiveMessage("event", r) for r in events]
+    merged.sort(key=lambda m: (m.row["ts"], m.kind == "log", m.id))
     return merged
 
 
@@ -204,14 +272,22 @@ WS_TYPES = {"task": "TASK_UPDATE", "event": "TASK_EVENT", "log": "LOG"}
 KIND_BY_TYPE = {v: k for k, v in WS_TYPES.items()}
 
 
-def ws_frame(msg: LiveMessage) -> bytes:
-    if msg.kind == "task":
-        data: Any = {"task": msg.row}
-    elif msg.kind == "event":
-        data = event_camel(msg.row)
-    else:
-        data = msg.row
-    return jsonutil.dumps({"ts": datetime.now(UTC), "type": WS_TYPES[msg.kind], "data": data})
+def ws_frame(msg: LiveMessage) -> str:
+    """The frame's JSON text, encoded once per change whatever the number of connections."""
+    text = msg.cache.get("ws")
+    if text is None:
+        if msg.kind == "task":
+            data: Any = {"task": msg.row}
+        elif msg.kind == "event":
+            data = event_camel(msg.row)
+        else:
+            data = msg.row
+        text = msg.cache["ws"] = jsonutil.dumps_str({"ts": datetime.now(UTC), "type": WS_TYPES[msg.kind], "data": data})
+    return text
+
+
+def _control(kind: str, data: Any) -> str:
+    return jsonutil.dumps_str({"ts": datetime.now(UTC), "type": kind, "data": data})
 
 
 async def websocket_endpoint(ws: WebSocket) -> None:
@@ -223,41 +299,54 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         await ws.close(code=4403, reason="Origin not allowed")
         return
     rt = get_runtime()
+    params, problem = _ws_params(dict(ws.query_params))
     await ws.accept()
-    params = _ws_params(dict(ws.query_params))
-    holder: dict[str, Subscription] = {"sub": rt.bus.subscribe(make_filter(params), maxsize=QUEUE_SIZE)}
+    if problem:
+        await ws.send_text(_control("ERROR", {"error": problem}))
+        await ws.close(code=4400, reason=problem[:120])
+        return
+    holder: dict[str, Subscription] = {"sub": rt.bus.subscribe(make_filter(params), maxsize=QUEUE_SIZE, route=route_of(params))}
 
     async def pump() -> None:
         while True:
-            msg = await holder["sub"].get()
-            if msg is None:
-                if holder["sub"].closed_reason == "resubscribe":
+            sub = holder["sub"]
+            batch = await sub.get_batch(COALESCE)
+            if batch is None:
+                if sub.closed_reason == "resubscribe":
                     continue
                 return
-            await ws.send_text(ws_frame(msg).decode())
+            for msg in batch:
+                await ws.send_text(ws_frame(msg))
 
     async def read() -> None:
         while True:
-            try:
-                raw = await ws.receive_text()
-            except WebSocketDisconnect:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
                 return
+            raw = message.get("text")
+            if raw is None:
+                raw = (message.get("bytes") or b"").decode("utf-8", errors="replace")
             try:
-                message = jsonutil.loads(raw)
+                body = jsonutil.loads(raw)
             except ValueError:
-                await ws.send_text(jsonutil.dumps_str({"type": "ERROR", "data": {"error": "frame is not valid JSON"}}))
+                await ws.send_text(_control("ERROR", {"error": "frame is not valid JSON"}))
                 continue
-            kind = message.get("type") if isinstance(message, dict) else None
+            kind = body.get("type") if isinstance(body, dict) else None
             if kind == "ping":
-                await ws.send_text(jsonutil.dumps_str({"ts": datetime.now(UTC), "type": "PONG", "data": {}}))
+                await ws.send_text(_control("PONG", {}))
             elif kind == "subscribe":
+                raw_filter = body.get("filter")
+                new_params, problem = _ws_params(raw_filter if isinstance(raw_filter, dict) else {})
+                if problem:
+                    await ws.send_text(_control("ERROR", {"error": problem}))
+                    continue
                 old = holder["sub"]
-                new_params = _ws_params(message.get("filter") or {})
-                holder["sub"] = rt.bus.subscribe(make_filter(new_params), maxsize=QUEUE_SIZE)
+                holder["sub"] = rt.bus.subscribe(make_filter(new_params), maxsize=QUEUE_SIZE, route=route_of(new_params))
                 rt.bus.unsubscribe(old)
-                old.closed_reason = "resubscribe"
-                old.closed.set()
-                await ws.send_text(jsonutil.dumps_str({"ts": datetime.now(UTC), "type": "SUBSCRIBED", "data": new_params}))
+                old.close("resubscribe")
+                await ws.send_text(_control("SUBSCRIBED", new_params))
+            else:
+                await ws.send_text(_control("ERROR", {"error": "unknown frame type (expected ping or subscribe)"}))
 
     async def watch_overflow() -> None:
         """A client that stopped reading may be blocked in a send: cut it off from here."""
@@ -278,16 +367,20 @@ async def websocket_endpoint(ws: WebSocket) -> None:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         rt.bus.unsubscribe(holder["sub"])
-        if ws.client_state == WebSocketState.CONNECTED:
+        if ws.client_state == WebSocketState.CONNECTED and ws.application_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
-                await ws.close()
+                await asyncio.wait_for(ws.close(), timeout=1)
 
 
-def _ws_params(raw: dict[str, Any]) -> dict[str, Any]:
-    params = {k: raw[k] for k in ("service", "level", "taskId", "traceId") if isinstance(raw.get(k), str) and raw[k]}
+def _ws_params(raw: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """Filters from the query string or a subscribe frame; the error names the bad one."""
+    params: dict[str, Any] = {k: raw[k] for k in ("service", "level", "taskId", "traceId") if isinstance(raw.get(k), str) and raw[k]}
     types = raw.get("types")
     if isinstance(types, str):
         types = types.split(",")
     if isinstance(types, list):
-        params["kinds"] = tuple(KIND_BY_TYPE[t] for t in types if t in KIND_BY_TYPE)
-    return params
+        unknown = [t for t in types if t not in KIND_BY_TYPE]
+        if unknown:
+            return params, f"types: unknown frame type {unknown[0]!r} (expected {', '.join(KIND_BY_TYPE)})"
+        params["kinds"] = tuple(KIND_BY_TYPE[t] for t in types)
+    return params, check_params(params)

@@ -1,0 +1,330 @@
+"""The Render agent: opsloop's own agent for ``render.*`` tasks, run in-process.
+
+Why an agent at all: every change made to Render (from the API, the CLI, the dashboard or the
+monitor) is a task, so it is queued, claimed, retried or failed like any other, and each step
+it takes is a task event the operator sees in the activity stream. Entry points create the task
+and wait for it (``service.py``); whichever instance claims it runs :meth:`RenderAgent.handle`
+(``Runtime.local_handlers["render"]``) with the process's one :class:`RenderClient`.
+
+Task types and payloads (camelCase, like the REST bodies):
+
+- ``render.create``  ``{service: <servicePOST body>, env?: {K: V}}`` → ``{service, env, deployId}``
+  (``ownerId`` defaults to RENDER_OWNER_ID, else the account's only owner)
+- ``render.env``     ``{serviceId, env: {K: V}, clear?}`` → ``{serviceId, env}`` (merged unless clear)
+- ``render.deploy``  ``{serviceId, clearCache?}`` → ``{serviceId, deploy}``
+- ``render.apply``   ``{path?}`` → ``{ok, plan, result}`` (render.yaml in the repository folder)
+- ``render.autofix`` ``{serviceId, deployId, problems, changes, patch}`` → ``{serviceId, patch, deploy}``
+
+Failures: Render's 4xx answers (and invalid payloads) end the task at once (retrying the same
+request cannot help); connection failures, 429 and 5xx are left to the dispatcher's retries
+where repeating is harmless (``render.env`` is a PUT). Writes that create something (a service,
+a deploy) get one attempt, so nothing is ever created twice. Before failing, the agent records a
+``render.error`` event with Render's status and message, which the entry points turn back into
+the HTTP status the caller sees.
+
+Env values whose names look secret (``*TOKEN*``, ``*PASS*``, ``*_KEY``...) are masked in events
+and task results; the payload carries them (the task must be runnable by any instance).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import subprocess
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from opsloop.backend.config import Settings
+from opsloop.backend.logs.writer import LogWriter
+from opsloop.backend.tasks import repository as repo
+from opsloop.backend.tasks.dispatcher import PermanentFailure
+
+from .blueprint import MASK, ApplyResult, BlueprintError, apply, load_blueprint, plan_against
+from .client import RenderAPIError, RenderClient, merge_env
+from .openapi_check import project_root
+
+SLUG = "render"
+LOCAL_URL = "local://render"
+ACTOR = "render"
+TASK_TYPES = ("render.deploy", "render.env", "render.create", "render.apply", "render.autofix")
+# Per type: attempts (writes that create something get one), time allowed, backoff base.
+LIMITS: dict[str, dict[str, int]] = {
+    "render.deploy": {"maxAttempts": 1, "timeoutMs": 120_000, "backoffMs": 2_000},
+    "render.env": {"maxAttempts": 3, "timeoutMs": 120_000, "backoffMs": 2_000},
+    "render.create": {"maxAttempts": 1, "timeoutMs": 120_000, "backoffMs": 2_000},
+    "render.apply": {"maxAttempts": 1, "timeoutMs": 600_000, "backoffMs": 2_000},
+    "render.autofix": {"maxAttempts": 1, "timeoutMs": 120_000, "backoffMs": 2_000},
+}
+FAILED_STATUSES = frozenset({"build_failed", "update_failed", "pre_deploy_failed"})
+IN_PROGRESS_STATUSES = frozenset({"created", "queued", "build_in_progress", "update_in_progress", "pre_deploy_in_progress"})
+SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|PRIVATE|CREDENTIAL|DSN|DATABASE_URL|(^|_)KEY($|_)", re.IGNORECASE)
+_SERVICE_ID = re.compile(r"^[a-z]{3}-[A-Za-z0-9]{1,64}$")
+_ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,255}$")
+AUTOFIX_FIELDS = {"rootDir": ("rootDir",), "buildCommand": ("serviceDetails", "buildCommand"), "publishPath": ("serviceDetails", "publishPath")}
+
+Emit = Callable[[str, Any], Awaitable[None]]
+
+
+class PayloadError(ValueError):
+    """A task payload the agent cannot act on (a 400 for the caller)."""
+
+
+class RenderConfigError(ValueError):
+    """Render is reachable but opsloop's Render configuration cannot serve this request."""
+
+
+# ----- small shared helpers ---------------------------------------------------------------
+
+
+def mask_env(env: Mapping[str, str]) -> dict[str, str]:
+    """Values of secret-looking keys replaced by ``***`` (for events, results and screens)."""
+    return {k: (MASK if SECRET_NAME.search(k) else v) for k, v in env.items()}
+
+
+def service_id_of(value: Any) -> str:
+    if not isinstance(value, str) or not _SERVICE_ID.match(value):
+        raise PayloadError("serviceId must be a Render service id such as srv-abc123")
+    return value
+
+
+def env_of(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise PayloadError("env must be an object of KEY: value strings")
+    out: dict[str, str] = {}
+    for key, val in value.items():
+        if not isinstance(key, str) or not _ENV_KEY.match(key):
+            raise PayloadError(f"env key {str(key)[:60]!r} is not a valid variable name")
+        if not isinstance(val, str):
+            raise PayloadError(f"env {key}: value must be a string")
+        if "\x00" in val:
+            raise PayloadError(f"env {key}: value cannot contain the NUL character")
+        out[key] = val
+    return out
+
+
+def blueprint_path(raw: Any = None) -> Path:
+    """render.yaml (or ``raw``), confined to the repository folder; a clear error otherwise."""
+    root = project_root().resolve()
+    if raw is None or raw == "":
+        raw = "render.yaml"
+    if not isinstance(raw, str) or "\x00" in raw or len(raw) > 500:
+        raise PayloadError("path must be a file name inside the repository folder")
+    candidate = Path(raw)
+    resolved = (candidate if candidate.is_absolute() else root / candidate).resolve()
+    if not resolved.is_relative_to(root):
+        raise PayloadError(f"path {raw!r} is outside the repository folder")
+    if resolved.suffix not in (".yaml", ".yml"):
+        raise PayloadError(f"path {raw!r} is not a .yaml file")
+    if not resolved.is_file():
+        raise PayloadError(f"path {raw!r}: no such file in the repository folder")
+    return resolved
+
+
+@functools.cache
+def blueprint_source() -> tuple[str | None, str | None]:
+    """The repository (and branch) services without a ``repo:`` are built from.
+
+    OPSLOOP_RENDER_REPO / OPSLOOP_RENDER_BRANCH, else the git remote ``origin`` of this checkout
+    (Render's Blueprint sync uses the repository holding render.yaml in the same way).
+    """
+    repo_url = os.environ.get("OPSLOOP_RENDER_REPO") or None
+    branch = os.environ.get("OPSLOOP_RENDER_BRANCH") or None
+    if repo_url is None:
+        try:
+            out = subprocess.run(
+                ["git", "config", "--get", "remote.origin.url"], cwd=project_root(), capture_output=True, text=True, timeout=5, check=False
+            )
+            repo_url = out.stdout.strip() or None
+        except (OSError, subprocess.SubprocessError):
+            repo_url = None
+    return repo_url, branch or ("main" if repo_url else None)
+
+
+def _deploy_brief(deploy: Mapping[str, Any] | None) -> dict[str, Any]:
+    if not deploy:
+        return {}
+    return {"deployId": deploy.get("id"), "status": deploy.get("status"), "trigger": deploy.get("trigger")}
+
+
+# ----- the agent --------------------------------------------------------------------------
+
+
+class RenderAgent:
+    """Runs ``render.*`` tasks with one Render client; see the module docstring."""
+
+    def __init__(self, pool: AsyncConnectionPool, client: RenderClient, settings: Settings, writer: LogWriter | None = None) -> None:
+        self.pool = pool
+        self.client = client
+        self.settings = settings
+        self.writer = writer
+        self._owner_id: str | None = settings.RENDER_OWNER_ID or None
+        self._handlers: dict[str, Callable[[dict[str, Any], Emit], Awaitable[Any]]] = {
+            "render.create": self.create,
+            "render.env": self.env,
+            "render.deploy": self.deploy,
+            "render.apply": self.apply,
+            "render.autofix": self.autofix,
+        }
+
+    async def owner_id(self) -> str:
+        """RENDER_OWNER_ID, else the account's only owner (remembered)."""
+        if self._owner_id:
+            return self._owner_id
+        owners = await self.client.list_owners()
+        if len(owners) != 1:
+            names = ", ".join(f"{o.get('name')} ({o.get('id')})" for o in owners[:5]) or "none"
+            raise RenderConfigError(f"the Render token can act for {len(owners)} owners ({names}): set RENDER_OWNER_ID")
+        self._owner_id = str(owners[0]["id"])
+        return self._owner_id
+
+    async def handle(self, task: dict[str, Any]) -> Any:
+        """``local_handlers["render"]``: run one claimed task, writing an event per step."""
+        handler = self._handlers.get(task["type"])
+        ids = {"task_id": task["id"], "trace_id": task["trace_id"], "correlation_id": task["correlation_id"]}
+
+        async def emit(kind: str, data: Any) -> None:
+            await repo.add_event(self.pool, task_id=task["id"], actor=ACTOR, kind=kind, data=data, correlation_id=None, trace_id=None)
+
+        if handler is None:
+            raise PermanentFailure(f"the render agent does not handle {task['type']}")
+        payload = task["payload"] if isinstance(task["payload"], dict) else {}
+        try:
+            output = await handler(payload, emit)
+        except RenderAPIError as exc:
+            await emit(
+                "render.error", {"status": exc.status, "message": exc.message, "requestId": exc.request_id, "method": exc.method, "path": exc.path}
+            )
+            self._log("warn", f"{task['type']} failed: {exc}", **ids)
+            if exc.status == 0 or exc.status == 429 or exc.status >= 500:
+                raise RuntimeError(str(exc)) from None
+            raise PermanentFailure(str(exc)) from None
+        except (PayloadError, BlueprintError, RenderConfigError) as exc:
+            status = 503 if isinstance(exc, RenderConfigError) else 400
+            await emit("render.error", {"status": status, "message": str(exc).splitlines()[0]})
+            self._log("warn", f"{task['type']} refused: {str(exc).splitlines()[0]}", **ids)
+            raise PermanentFailure(str(exc)) from None
+        self._log("info", f"{task['type']} done", **ids)
+        return output
+
+    def _log(self, level: str, message: str, **ids: Any) -> None:
+        if self.writer is not None:
+            self.writer.log(level, f"render agent: {message}", None, **ids)
+
+    # ----- handlers ------------------------------------------------------------------
+
+    async def create(self, p: dict[str, Any], emit: Emit) -> dict[str, Any]:
+        service = p.get("service")
+        if not isinstance(service, dict) or not service:
+            raise PayloadError("service must be an object (Render's service body: type, name, repo, serviceDetails...)")
+        body = dict(service)
+        if "sealedEnv" in p:
+            sealed = _open(p["sealedEnv"])
+            env = env_of(sealed.get("env") or {})
+            if sealed.get("envVars"):
+                body["envVars"] = sealed["envVars"]
+        else:
+            env = env_of(p.get("env") or {})
+        body["ownerId"] = body.get("ownerId") or await self.owner_id()
+        if env:
+            given = body.get("envVars") if isinstance(body.get("envVars"), list) else []
+            merged = {e["key"]: e for e in given if isinstance(e, dict) and isinstance(e.get("key"), str)}
+            merged.update({k: {"key": k, "value": v} for k, v in env.items()})
+            body["envVars"] = list(merged.values())
+        keys = sorted({e["key"] for e in body.get("envVars") or [] if isinstance(e, dict) and isinstance(e.get("key"), str)})
+        await emit("render.create.requested", {"name": body.get("name"), "type": body.get("type"), "ownerId": body["ownerId"], "envKeys": keys})
+        created = await self.client.create_service(body)
+        svc = created.get("service") or {}
+        await emit("render.created", {"serviceId": svc.get("id"), "name": svc.get("name"), "deployId": created.get("deployId")})
+        current = {e["key"]: e["value"] for e in await self.client.list_env_vars(str(svc["id"]))}
+        return {"service": svc, "env": mask_env(current), "deployId": created.get("deployId")}
+
+    async def env(self, p: dict[str, Any], emit: Emit) -> dict[str, Any]:
+        sid = service_id_of(p.get("serviceId"))
+        env = env_of(_open(p["sealedEnv"]) if "sealedEnv" in p else p.get("env"))
+        clear = p.get("clear", False)
+        if not isinstance(clear, bool):
+            raise PayloadError("clear must be true or false")
+        if clear and not env:
+            raise PayloadError("clear with an empty env would delete every variable; send at least one")
+        await emit("render.env.requested", {"serviceId": sid, "keys": sorted(env), "clear": clear})
+        result = await merge_env(self.client, sid, env, clear=clear)
+        await emit("render.env.updated", {"serviceId": sid, "keys": sorted(result), "clear": clear})
+        return {"serviceId": sid, "env": mask_env(result)}
+
+    async def _trigger(self, sid: str, clear_cache: bool) -> tuple[dict[str, Any] | None, bool]:
+        """Start a deploy; when Render only queued it (202, no body), find the queued one."""
+        deploy = await self.client.trigger_deploy(sid, clear_cache=clear_cache)
+        if deploy is not None:
+            return deploy, False
+        deploys, _ = await self.client.list_deploys(sid, limit=5)
+        queued = [d for d in deploys if d.get("status") == "queued"]
+        return (queued[0] if queued else (deploys[0] if deploys else None)), True
+
+    async def deploy(self, p: dict[str, Any], emit: Emit) -> dict[str, Any]:
+        sid = service_id_of(p.get("serviceId"))
+        clear = p.get("clearCache", False)
+        if not isinstance(clear, bool):
+            raise PayloadError("clearCache must be true or false")
+        await emit("render.deploy.requested", {"serviceId": sid, "clearCache": clear})
+        deploy, queued = await self._trigger(sid, clear)
+        await emit("render.deploy.created", {"serviceId": sid, "queued": queued, **_deploy_brief(deploy)})
+        return {"serviceId": sid, "deploy": deploy}
+
+    async def apply(self, p: dict[str, Any], emit: Emit) -> dict[str, Any]:
+        path = blueprint_path(p.get("path"))
+        repo_url, branch = blueprint_source()
+        blueprint = load_blueprint(path, repo=repo_url, branch=branch)
+        owner = await self.owner_id()
+        plan_ = await plan_against(self.client, blueprint, owner)
+        summary = {s.name: s.action for s in plan_.services}
+        await emit("render.plan", {"path": path.name, "services": summary, "skipped": len(plan_.skipped)})
+        if plan_.noop:
+            await emit("render.apply.noop", {"services": len(plan_.services)})
+            return {"ok": True, "plan": plan_.to_dict(), "result": ApplyResult().to_dict()}
+        result = await apply(self.client, plan_, owner)
+        for step in result.steps:
+            await emit("render.apply.step", step.to_dict())
+        out = {"ok": result.ok, "plan": plan_.to_dict(), "result": result.to_dict()}
+        if not result.ok:
+            await emit("render.apply.result", out)
+            failed = result.failed
+            where = f"{failed.service} ({failed.action}): {failed.detail}" if failed else "unresolved references"
+            raise PermanentFailure(f"apply stopped at {where}")
+        return out
+
+    async def autofix(self, p: dict[str, Any], emit: Emit) -> dict[str, Any]:
+        sid = service_id_of(p.get("serviceId"))
+        patch = p.get("patch")
+        if not isinstance(patch, dict) or not patch:
+            raise PayloadError("patch must be an object")
+        allowed_top = {"rootDir", "serviceDetails"}
+        details = patch.get("serviceDetails", {})
+        if set(patch) - allowed_top or not isinstance(details, dict) or set(details) - {"buildCommand", "publishPath"}:
+            raise PayloadError("an autofix may only change rootDir, serviceDetails.buildCommand and serviceDetails.publishPath")
+        if not all(isinstance(v, str) for v in [patch.get("rootDir", ""), *details.values()]):
+            raise PayloadError("autofix values must be strings")
+        await emit(
+            "render.autofix.diagnosis",
+            {"serviceId": sid, "deployId": p.get("deployId"), "problems": p.get("problems"), "changes": p.get("changes")},
+        )
+        await self.client.update_service(sid, patch)
+        await emit("render.autofix.patched", {"serviceId": sid, "patch": patch})
+        deploy, queued = await self._trigger(sid, False)
+        await emit("render.autofix.redeploy", {"serviceId": sid, "queued": queued, **_deploy_brief(deploy)})
+        return {"serviceId": sid, "patch": patch, "deploy": deploy}
+
+
+def _open(token: Any) -> Any:
+    """Sealed env values (see `opsloop.backend.sealing`); a payload error when they cannot be opened."""
+    from opsloop.backend.sealing import SealError, unseal
+
+    if not isinstance(token, str):
+        raise PayloadError("sealedEnv must be a sealed string")
+    try:
+        return unseal(token)
+    except SealError as exc:
+        raise PayloadError(str(exc)) from None

@@ -1,0 +1,1 @@
+"""Hardening: fuzzing every route, load with faults, security properties."""
