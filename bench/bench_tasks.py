@@ -192,6 +192,28 @@ def start_profiles(stack: BenchStack, out_dir: Path, seconds: int) -> list[subpr
     return procs
 
 
+def summarise_profile(path: Path, top: int = 12) -> dict[str, Any]:
+    """The busiest functions of a py-spy raw profile (self time, % of the non-idle samples). `active_pct`
+    counts samples where the loop was not waiting for I/O, including time spent waiting for a CPU."""
+    own: dict[str, int] = {}
+    idle = total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit() or "WorkerThread" in stack:
+            continue
+        frame = stack.rsplit(";", 1)[-1]
+        if frame.startswith("Runner.run ") or frame.startswith("run_forever "):  # the loop waiting for I/O
+            idle += int(count)
+            continue
+        total += int(count)
+        own[frame] = own.get(frame, 0) + int(count)
+    ranked = sorted(own.items(), key=lambda kv: -kv[1])[:top]
+    return {
+        "active_pct": round(100 * total / (total + idle), 1) if total + idle else None,
+        "top_self_pct": {frame: round(100 * n / total, 1) for frame, n in ranked} if total else {},
+    }
+
+
 async def one_stack(args: argparse.Namespace, instances: int, app_env: dict[str, str]) -> dict[str, Any]:
     """A fresh database and stack with `instances` app processes: warm-up, closed loops, half load."""
     concurrencies = [int(c) for c in args.concurrency.split(",")]
@@ -207,6 +229,9 @@ async def one_stack(args: argparse.Namespace, instances: int, app_env: dict[str,
             run = await closed_loop(stack, args.tasks, c)
             for p in profiles:
                 p.wait()
+            if profiles:
+                out = Path(args.py_spy) / f"instances-{instances}"
+                run["profile"] = {f.stem: summarise_profile(f) for f in sorted(out.glob("*.txt"))}
             say(f"  concurrency {c}: {run['throughput_per_s']}/s, p99 {run['latency_ms']['p99']} ms, lost {run['lost']}")
             runs.append(run)
         best = max(r["throughput_per_s"] or 0 for r in runs)

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jsonschema
 from dotenv import dotenv_values
@@ -175,6 +175,17 @@ class Settings(BaseSettings):
     RENDER_STATIC_SITE_ROOT_DIR: str = ""
     RENDER_STATIC_SITE_PUBLISH_PATH: str = ".web/build/client"
     RENDER_STATIC_SITE_BUILD_COMMAND: str = "pip install -r requirements.txt && reflex export --frontend-only --no-zip"
+    OPSLOOP_DISPATCH: Literal["0", "1"] = "1"
+    OPSLOOP_LEASE_S: float = 15
+    OPSLOOP_SSE_HEARTBEAT_S: float = 15
+    OPSLOOP_STREAM_QUEUE: int = 2000
+    OPSLOOP_RENDER_FIX_MAX: int = 3
+    OPSLOOP_RENDER_FIX_WINDOW_S: float = 3600
+    OPSLOOP_RENDER_REPO: str | None = None
+    OPSLOOP_RENDER_BRANCH: str | None = None
+    OPSLOOP_PUBLIC_URL: str | None = None
+    OPSLOOP_DATA_DIR: str | None = None
+    OPSLOOP_IGNORE_DOTENV: Literal["0", "1"] = "0"
 
     @field_validator("OPSLOOP_URL", "LOGGING_URL", "ECHO_AGENT_URL")
     @classmethod

@@ -36,7 +36,7 @@ class Runtime:
         self.settings = settings or get_settings()
         self.url = db.database_url()
         self.instance_id = f"orchestrator-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.dispatch_enabled = dispatch if dispatch is not None else os.environ.get("OPSLOOP_DISPATCH", "1") != "0"
+        self.dispatch_enabled = dispatch if dispatch is not None else self.settings.OPSLOOP_DISPATCH == "1"
         pool_size = max(4, min(20, self.settings.DISPATCH_CONCURRENCY // 4 + 4))
         self.pool = db.make_pool(self.url, min_size=2, max_size=pool_size, name="opsloop-app")
         self.registry = Registry(self.pool)
@@ -49,7 +49,7 @@ class Runtime:
             internal_key=self.settings.INTERNAL_KEY or "",
             instance_id=self.instance_id,
             concurrency=self.settings.DISPATCH_CONCURRENCY,
-            lease_s=float(os.environ.get("OPSLOOP_LEASE_S", "15")),
+            lease_s=self.settings.OPSLOOP_LEASE_S,
             local_handlers=self.local_handlers,
             on_failure=self._log_failure,
         )

@@ -31,7 +31,6 @@ def reflex_env(base: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(base if base is not None else os.environ)
     env.update(
         PATH=f"{BUN.parent}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-        REFLEX_BUN_PATH=str(BUN),
         REFLEX_DIR=str(PROJECT_ROOT / ".reflex"),
         REFLEX_CHECK_LATEST_VERSION="0",
         REFLEX_TELEMETRY_ENABLED="false",
@@ -39,6 +38,8 @@ def reflex_env(base: dict[str, str] | None = None) -> dict[str, str]:
         BUN_INSTALL_CACHE_DIR=str(PROJECT_ROOT / ".reflex" / "bun-cache"),
     )
     env.pop("OPSLOOP_PUBLIC_URL", None)
+    if BUN.exists():  # Reflex refuses a bun path that does not exist; serving needs no bun
+        env["REFLEX_BUN_PATH"] = str(BUN)
     return env
 
 

@@ -239,6 +239,29 @@ def test_patch_fields_and_status(client: httpx.Client) -> None:
     assert stale.status_code == 409 and stale.json() == {"error": "Version conflict"}
 
 
+def test_patch_status_by_hand_leaves_nothing_stuck(client: httpx.Client) -> None:
+    """`queued` by hand runs the task again; `running` by hand gets a lease, so it is re-queued if
+    nobody finishes it; an end status clears the lease and stamps finished_at."""
+    created = create(client, "echo", {"again": True})
+    task = wait_status(client, created["id"])["task"]
+    requeued = client.patch(f"/task/{created['id']}", json={"ifVersion": task["version"], "status": "queued"}).json()["task"]
+    assert requeued["finished_at"] is None and requeued["run_after"] >= task["finished_at"]
+    body = wait_for(
+        lambda: (b := fetch(client, created["id"]))["task"]["status"] == "done" and b["task"]["attempts"] == 2 and b,
+        timeout=15,
+        what="the re-queued task to run a second time",
+    )
+    assert [e["kind"] for e in body["events"]] == ["created", "running", "done", "status", "running", "done"]
+    assert body["task"]["result"]["output"]["received"] == {"again": True}
+
+    version = body["task"]["version"]
+    running = client.patch(f"/task/{created['id']}", json={"ifVersion": version, "status": "running"}).json()["task"]
+    assert running["lease_owner"] == "patch:admin" and running["lease_expires_at"] > running["updated_at"]
+    assert running["finished_at"] is None
+    ended = client.patch(f"/task/{created['id']}", json={"ifVersion": version + 1, "status": "cancelled"}).json()["task"]
+    assert ended["lease_owner"] is None and ended["lease_expires_at"] is None and ended["finished_at"]
+
+
 @pytest.mark.parametrize(
     ("body", "needle"),
     [

@@ -4,14 +4,12 @@ Render; services with their latest deploy, Deploy and Env actions, plan and appl
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 
 import pytest
 
-from opsloop.cli.frontend import build_frontend, serve_command, serve_env
-from tests.support.dashboard import CHROMIUM, CHROMIUM_ARGS, require_chromium
-from tests.support.processes import ARTIFACTS, PASSWORD, USER, Proc, base_env, free_port
+from tests.support.dashboard import CHROMIUM, CHROMIUM_ARGS, dashboard_process, require_chromium
+from tests.support.processes import ARTIFACTS, PASSWORD, USER, Proc, free_port
 
 from .conftest import static_site
 from .procs import FakeProc, client, render_env, start_fake, tasks_of, wait_deploy_status
@@ -29,11 +27,7 @@ def fake() -> Iterator[FakeProc]:
 @pytest.fixture(scope="module")
 def dashboard(database_url: str, fake: FakeProc) -> Iterator[Proc]:
     require_chromium()
-    build_frontend()
-    port = free_port()
-    args = serve_command("127.0.0.1", port)
-    args[0] = sys.executable
-    proc = Proc("render-dashboard", args, serve_env(base_env(database_url, **render_env(fake))), f"http://127.0.0.1:{port}").start(timeout=120)
+    proc = dashboard_process(database_url, name="render-dashboard", port=free_port(), **render_env(fake)).start(timeout=120)
     yield proc
     proc.stop()
 

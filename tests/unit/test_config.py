@@ -15,13 +15,18 @@ def test_settings_fields_match_schema_keys_and_defaults() -> None:
     for key, spec in schema.items():
         field = Settings.model_fields[key]
         if "default" in spec:
-            assert str(field.default) == spec["default"], f"{key}: default differs between Settings and schema"
+            parsed = type(field.default)(spec["default"]) if field.default is not None else None
+            assert parsed == field.default, f"{key}: default differs between Settings and schema"
         else:
             assert field.default is None, f"{key}: Settings has a default the schema does not declare"
 
 
-def test_env_example_lists_every_key() -> None:
+def test_env_example_is_generated_from_the_schema() -> None:
+    import runpy
+
+    render = runpy.run_path(str(SCHEMA_PATH.parents[1] / "scripts" / "env_example.py"))["render"]
     text = (SCHEMA_PATH.parents[1] / ".env.example").read_text()
+    assert text == render(), ".env.example is stale: run `python scripts/env_example.py`"
     for key in load_schema()["properties"]:
         assert f"{key}=" in text, f".env.example misses {key}"
 

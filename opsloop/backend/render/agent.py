@@ -29,7 +29,6 @@ and task results; the payload carries them (the task must be runnable by any ins
 from __future__ import annotations
 
 import functools
-import os
 import re
 import subprocess
 from collections.abc import Awaitable, Callable, Mapping
@@ -38,7 +37,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from opsloop.backend.config import Settings
+from opsloop.backend.config import Settings, get_settings
 from opsloop.backend.logs.writer import LogWriter
 from opsloop.backend.tasks import repository as repo
 from opsloop.backend.tasks.dispatcher import PermanentFailure
@@ -131,8 +130,8 @@ def blueprint_source() -> tuple[str | None, str | None]:
     OPSLOOP_RENDER_REPO / OPSLOOP_RENDER_BRANCH, else the git remote ``origin`` of this checkout
     (Render's Blueprint sync uses the repository holding render.yaml in the same way).
     """
-    repo_url = os.environ.get("OPSLOOP_RENDER_REPO") or None
-    branch = os.environ.get("OPSLOOP_RENDER_BRANCH") or None
+    repo_url = get_settings().OPSLOOP_RENDER_REPO
+    branch = get_settings().OPSLOOP_RENDER_BRANCH
     if repo_url is None:
         try:
             out = subprocess.run(

@@ -22,7 +22,6 @@ All state is in the database, so a restart (or another instance) carries on wher
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import AsyncConnection
 
+from opsloop.backend.config import get_settings
 from opsloop.backend.tasks import repository as repo
 
 from . import fixes
@@ -44,8 +44,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("opsloop.render.monitor")
 ACTOR = "render-monitor"
-DEFAULT_MAX_FIXES = 3
-DEFAULT_WINDOW_S = 3600
 _ID = re.compile(r"^(srv|crn)-[A-Za-z0-9]+$")
 
 PROBLEMS: dict[str, re.Pattern[str]] = {
@@ -127,8 +125,8 @@ class RenderMonitor:
         self.client = render.client
         self.settings = rt.settings
         self.refs = list(rt.settings.monitored_services)
-        self.max_fixes = max_fixes if max_fixes is not None else int(os.environ.get("OPSLOOP_RENDER_FIX_MAX", DEFAULT_MAX_FIXES))
-        self.window = timedelta(seconds=window_s if window_s is not None else float(os.environ.get("OPSLOOP_RENDER_FIX_WINDOW_S", DEFAULT_WINDOW_S)))
+        self.max_fixes = max_fixes if max_fixes is not None else get_settings().OPSLOOP_RENDER_FIX_MAX
+        self.window = timedelta(seconds=window_s if window_s is not None else get_settings().OPSLOOP_RENDER_FIX_WINDOW_S)
         self._said: dict[str, str] = {}  # last problem reported per service (no repeat every tick)
 
     @property

@@ -44,18 +44,27 @@ SELECT * FROM tasks WHERE id = %(id)s
 SELECT * FROM task_events WHERE task_id = %(id)s ORDER BY id
 
 -- name: patch_task
+-- A status changed by hand moves the bookkeeping with it, so no task is left stuck: `queued` runs
+-- again now; `running` gets a lease (re-queued if nobody finishes it); an end status finishes it
+-- and drops the lease, so an answer still in flight is ignored. The same status leaves them alone.
 WITH upd AS (
-  UPDATE tasks SET
-    status = coalesce(%(status)s, status),
-    result = CASE WHEN %(set_result)s THEN %(result)s ELSE result END,
-    error = CASE WHEN %(set_error)s THEN %(error)s ELSE error END,
-    payload = CASE WHEN %(set_payload)s THEN %(payload)s ELSE payload END,
-    correlation_id = CASE WHEN %(set_correlation_id)s THEN %(correlation_id)s ELSE correlation_id END,
-    finished_at = CASE WHEN %(status)s IN ('done', 'error', 'cancelled') THEN now() ELSE finished_at END,
-    version = version + 1,
+  UPDATE tasks t SET
+    status = coalesce(%(status)s, t.status),
+    result = CASE WHEN %(set_result)s THEN %(result)s ELSE t.result END,
+    error = CASE WHEN %(set_error)s THEN %(error)s ELSE t.error END,
+    payload = CASE WHEN %(set_payload)s THEN %(payload)s ELSE t.payload END,
+    correlation_id = CASE WHEN %(set_correlation_id)s THEN %(correlation_id)s ELSE t.correlation_id END,
+    run_after = CASE WHEN %(status)s = 'queued' AND t.status <> 'queued' THEN now() ELSE t.run_after END,
+    lease_owner = CASE WHEN %(status)s IS NULL OR %(status)s = t.status THEN t.lease_owner
+                       WHEN %(status)s = 'running' THEN 'patch:' || %(actor)s END,
+    lease_expires_at = CASE WHEN %(status)s IS NULL OR %(status)s = t.status THEN t.lease_expires_at
+                            WHEN %(status)s = 'running' THEN now() + make_interval(secs => %(manual_lease_s)s) END,
+    finished_at = CASE WHEN %(status)s IS NULL OR %(status)s = t.status THEN t.finished_at
+                       WHEN %(status)s IN ('done', 'error', 'cancelled') THEN now() END,
+    version = t.version + 1,
     updated_at = now()
-  WHERE id = %(id)s AND version = %(if_version)s
-  RETURNING *
+  WHERE t.id = %(id)s AND t.version = %(if_version)s
+  RETURNING t.*
 ), ev AS (
   INSERT INTO task_events (task_id, actor, kind, data, correlation_id, trace_id)
   SELECT id, %(actor)s, %(kind)s, %(event_data)s, correlation_id, trace_id FROM upd

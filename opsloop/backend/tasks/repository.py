@@ -268,6 +268,7 @@ async def count_by_status(pool: AsyncConnectionPool, **filters: Any) -> dict[str
 
 
 PATCHABLE = ("status", "result", "error", "payload", "correlation_id")
+MANUAL_RUNNING_LEASE_S = 600  # a task set `running` by hand is re-queued if still running after this
 
 
 async def patch_task(pool: AsyncConnectionPool, task_id: uuid.UUID, if_version: int, changes: dict[str, Any], actor: str) -> Row:
@@ -275,7 +276,7 @@ async def patch_task(pool: AsyncConnectionPool, task_id: uuid.UUID, if_version: 
     status = changes.get("status")
     if status is not None and status not in TASK_STATUSES:
         raise BadRequest(f"status must be one of {', '.join(TASK_STATUSES)}")
-    params: dict[str, Any] = {"id": task_id, "if_version": if_version, "actor": actor, "status": status}
+    params: dict[str, Any] = {"id": task_id, "if_version": if_version, "actor": actor, "status": status, "manual_lease_s": MANUAL_RUNNING_LEASE_S}
     for field in ("result", "error", "payload"):
         params[f"set_{field}"] = field in changes
         params[field] = Jsonb(changes[field]) if changes.get(field) is not None else None
