@@ -136,7 +136,7 @@ class Runtime:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.writer.stop()
-        await self.pool.close()
+        await self.pool.close(timeout=5)
 
 
 _runtime: Runtime | None = None

@@ -12,7 +12,7 @@ import reflex as rx
 
 from opsloop.backend.errors import DomainError
 from opsloop.backend.runtime import get_runtime
-from opsloop.backend.tasks import repository as repo
+from opsloop.backend.tasks.submit import submit_task
 
 MAX_PAYLOAD_CHARS = 64_000
 
@@ -83,19 +83,13 @@ class NewTaskState(rx.State):
         yield
         rt = get_runtime()
         try:
-            agent = await rt.registry.route(self.task_type)
-            if agent is None:
-                raise DomainError(f"Unsupported task type: {self.task_type}")
-            row, _ = await repo.create_task(
+            row, _ = await submit_task(
                 rt.pool,
+                rt.registry,
                 type=self.task_type,
                 source=self.source.strip(),
                 payload=payload,
                 correlation_id=self.correlation_id.strip() or None,
-                trace_id=repo.new_trace_id(),
-                agent_slug=agent.slug,
-                idempotency_key=None,
-                max_attempts=agent.limits_for(self.task_type).max_attempts,
             )
         except DomainError as exc:
             self.error = exc.message

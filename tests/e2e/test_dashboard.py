@@ -87,19 +87,35 @@ def test_filters_live_in_the_url_and_paging_walks_on(page, dashboard) -> None:
     assert page.locator("#page-number").inner_text() == "page 2"
 
 
-def test_cancel_queued_and_retry_failed_from_detail(page, dashboard) -> None:
+def test_cancel_queued_and_retry_failed_from_detail(page, dashboard) -> None:  # noqa: ANN001
+    # An agent nobody runs, with a long backoff: its task sits queued between attempts.
+    with httpx.Client(base_url=dashboard.url, headers={"X-Internal-Key": INTERNAL_KEY}) as svc:
+        body = {
+            "slug": "e2e-hold",
+            "url": "http://127.0.0.1:9",
+            "taskTypes": ["e2e.hold"],
+            "endpoint": "/run",
+            "limits": {"e2e.hold": {"maxAttempts": 5, "backoffMs": 120000}},
+        }
+        assert svc.post("/agents/register", json=body).status_code == 200
+    with api(dashboard) as c:
+        doomed = c.post("/task", json={"type": "e2e.hold", "source": "e2e", "payload": {"x": 1}}).json()["id"]
+        wait_for(
+            lambda: c.get(f"/task/{doomed}").json()["task"]["attempts"] >= 1 and c.get(f"/task/{doomed}").json()["task"]["status"] == "queued",
+            timeout=15,
+            what="the task to wait queued for its next attempt",
+        )
+    login(page, dashboard.url, path=f"/dashboard/tasks/{doomed}")
+    page.wait_for_selector("#task-status[data-status='queued']")
+    page.click("#cancel-task")
+    page.click("#cancel-task-confirm")
+    page.wait_for_selector("#task-status[data-status='cancelled']")
+    shot(page, "task-cancelled")
+
     dashboard.echo.stop()
     try:
         with api(dashboard) as c:
-            doomed = c.post("/task", json={"type": "echo", "source": "e2e", "payload": {"x": 1}}).json()["id"]
             failing = c.post("/task", json={"type": "echo", "source": "e2e", "payload": {"x": 2}}).json()["id"]
-        login(page, dashboard.url, path=f"/dashboard/tasks/{doomed}")
-        page.wait_for_selector("#cancel-task")
-        page.click("#cancel-task")
-        page.click("#cancel-task-confirm")
-        page.wait_for_selector("#task-status[data-status='cancelled']")
-        shot(page, "task-cancelled")
-        with api(dashboard) as c:
             wait_for(lambda: c.get(f"/task/{failing}").json()["task"]["status"] == "error", timeout=30, what="the task to fail")
     finally:
         dashboard.echo.start()
@@ -110,8 +126,7 @@ def test_cancel_queued_and_retry_failed_from_detail(page, dashboard) -> None:
     page.click("#retry-task-confirm")
     page.wait_for_selector("#task-status[data-status='done']", timeout=15_000)
     with api(dashboard) as c:
-        body = c.get(f"/task/{doomed}").json()
-    assert body["task"]["status"] == "cancelled"
+        assert c.get(f"/task/{doomed}").json()["task"]["status"] == "cancelled"
 
 
 def test_config_matrix_ok_then_names_the_misconfigured_key(page, dashboard, database_url) -> None:

@@ -58,6 +58,15 @@ def test_dev_runs_everything_and_ctrl_c_stops_it(tmp_path) -> None:
         alive = [p for p in children + postgres if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
         assert not alive, f"still running after Ctrl-C: {alive}"
     finally:
+        # whatever happened above, leave no process of ours behind (dev's children have their own sessions)
+        leftovers = psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []
         if proc.poll() is None:
-            proc.kill()
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for child in leftovers:
+            if child.is_running():
+                child.kill()
         log.close()

@@ -242,7 +242,7 @@ class LiveBus:
                 self._hwm = {"log": int(row[0]), "event": int(row[1])}
             else:
                 await self._catch_up(conn)
-            self._alive_at = (await (await conn.execute("SELECT clock_timestamp()")).fetchone())[0]
+            self._alive_at = await self._clock(conn)
             self.connected.set()
             if self._lost_at is not None:
                 down = round(time.monotonic() - self._lost_at, 3)
@@ -252,8 +252,15 @@ class LiveBus:
             while True:
                 async for notify in conn.notifies(timeout=self.idle_check_s):
                     self._on_payload(notify.payload)
-                # quiet for a while: check the connection is really alive, note when it was
-                self._alive_at = (await (await conn.execute("SELECT clock_timestamp()")).fetchone())[0]
+                # every few seconds: check the connection is really alive (a silently dropped
+                # network would otherwise leave us listening to nothing), note when it was
+                self._alive_at = await asyncio.wait_for(self._clock(conn), timeout=10)
+
+    @staticmethod
+    async def _clock(conn: psycopg.AsyncConnection[Any]) -> datetime:
+        row = await (await conn.execute("SELECT clock_timestamp()")).fetchone()
+        assert row is not None
+        return row[0]
 
     def _on_payload(self, payload: str) -> None:
         self.stats["notifications"] += 1
@@ -306,7 +313,7 @@ class LiveBus:
                 n = min(self.fetch_chunk, len(self._pending))
                 batch = [self._pending.popleft() for _ in range(n)]
                 try:
-                    await self._publish(batch)
+                    await asyncio.wait_for(self._publish(batch), timeout=30)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # database unavailable: retry the batch shortly

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import uuid
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from opsloop.backend.models import LOG_LEVELS
 from opsloop.backend.runtime import get_runtime
 from opsloop.backend.tasks.repository import event_camel
 
+log = logging.getLogger("opsloop.stream")
 HEARTBEAT_S = float(os.environ.get("OPSLOOP_SSE_HEARTBEAT_S", "15"))  # SPEC: at least every 15 s
 QUEUE_SIZE = int(os.environ.get("OPSLOOP_STREAM_QUEUE", "2000"))  # per connection; above the bus's fetch chunk
 REPLAY_LIMIT = 10_000
@@ -125,6 +127,11 @@ def _parse_last_event_id(raw: str | None) -> tuple[int, int] | None:
         return None
 
 
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "?"
+
+
 def _chunk(body: bytes) -> dict[str, Any]:
     return {"type": "http.response.body", "body": body, "more_body": True}
 
@@ -155,7 +162,11 @@ class SSEStream:
             position = _parse_last_event_id(request.headers.get("last-event-id") or params.get("lastEventId"))
             resumed = position is not None
             if position is None:
-                position = await _current_position(rt)
+                try:
+                    position = await _current_position(rt)
+                except Exception:
+                    await error(503, "database unavailable")(scope, receive, send)
+                    return
             await send(
                 {
                     "type": "http.response.start",
@@ -174,6 +185,8 @@ class SSEStream:
             for t in pending:
                 t.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+            if sub.closed_reason == "overflow":
+                log.warning("SSE client %s dropped: it stopped reading and its queue of %d overflowed", _client(scope), QUEUE_SIZE)
             if pump in done and pump.exception() is None:
                 # orderly end (shutdown): finish the response. A stuck client is simply cut off.
                 with contextlib.suppress(Exception):
@@ -360,6 +373,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         if holder["sub"].closed_reason == "overflow":
+            log.warning("WebSocket client %s dropped: it stopped reading and its queue of %d overflowed", _client(ws.scope), QUEUE_SIZE)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(ws.close(code=4008, reason="too slow: queue overflowed"), timeout=1)
     finally:

@@ -11,9 +11,10 @@ from starlette.types import Receive, Scope, Send
 from opsloop.backend.api.deps import JSON, caller, corr_param, parse_limit, parse_time, read_json, runtime, validate
 from opsloop.backend.api.schemas import TaskCreate, TaskEventCreate, TaskPatch
 from opsloop.backend.auth import Principal
-from opsloop.backend.errors import BadRequest, Unprocessable
+from opsloop.backend.errors import BadRequest
 from opsloop.backend.runtime import Runtime
 from opsloop.backend.tasks import repository as repo
+from opsloop.backend.tasks.submit import submit_task
 
 router = APIRouter(tags=["tasks"], dependencies=[Depends(caller)])
 NUL_ESCAPE = b"\\u0000"
@@ -72,22 +73,16 @@ def _body_schema(model: type) -> dict:
 async def create_task(request: Request, rt: Runtime = Depends(runtime)) -> JSON:
     body = validate(TaskCreate, await read_json(request))
     await _refuse_nul(request, body)
-    agent = await rt.registry.route(body.type, body.agentSlug)
-    if agent is None:
-        if body.agentSlug:
-            raise Unprocessable(f"Agent {body.agentSlug} does not handle task type {body.type}")
-        raise Unprocessable(f"Unsupported task type: {body.type}")
-    task, created = await repo.create_batcher(rt.pool).create(
-        repo.NewTask(
-            type=body.type,
-            source=body.source,
-            payload=body.payload,
-            correlation_id=body.correlationId,
-            trace_id=_trace_id(request),
-            agent_slug=agent.slug,
-            idempotency_key=body.idempotencyKey,
-            max_attempts=agent.limits_for(body.type).max_attempts,
-        )
+    task, created = await submit_task(
+        rt.pool,
+        rt.registry,
+        type=body.type,
+        source=body.source,
+        payload=body.payload,
+        correlation_id=body.correlationId,
+        agent_slug=body.agentSlug,
+        idempotency_key=body.idempotencyKey,
+        trace_id=_trace_id(request),
     )
     return JSON(
         {"id": task["id"], "traceId": task["trace_id"], "status": task["status"], "agent": task["agent_slug"], "created": created},
