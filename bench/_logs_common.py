@@ -222,7 +222,7 @@ class WSReader:
 class Cpu:
     """CPU seconds of named process trees and of the PostgreSQL server over a window (psutil)."""
 
-    def __init__(self, procs: dict[str, Proc], database_url: str) -> None:
+    def __init__(self, procs: dict[str, Proc | int], database_url: str) -> None:
         self.procs = procs
         self.database_url = database_url
         self._before: dict[str, dict[int, float]] = {}
@@ -247,8 +247,9 @@ class Cpu:
     def _sample(self) -> dict[str, dict[int, float]]:
         groups: dict[str, list[psutil.Process]] = {}
         for name, proc in self.procs.items():
+            pid = proc if isinstance(proc, int) else (proc.popen.pid if proc.popen else None)
             try:
-                root = psutil.Process(proc.popen.pid) if proc.popen else None
+                root = psutil.Process(pid) if pid else None
                 groups[name] = [root, *root.children(recursive=True)] if root else []
             except psutil.Error:
                 groups[name] = []
@@ -263,6 +264,7 @@ class Cpu:
                     out[name][p.pid] = t.user + t.system
                 except psutil.Error:
                     pass
+            out[name + "/wait"] = {pid: _runqueue_wait(pid) for pid in out[name]}
         return out
 
     def start(self) -> None:
@@ -274,11 +276,29 @@ class Cpu:
         the window counts whole, one that exited is lost: our pools are opened beforehand)."""
         wall = time.monotonic() - self._t0
         after = self._sample()
-        cores = {}
+        used = {}
         for name, pids in after.items():
             before = self._before.get(name, {})
-            cores[name] = round(sum(max(0.0, t - before.get(pid, 0.0)) for pid, t in pids.items()) / wall, 2)
-        return {"wall_s": round(wall, 2), "cores": cores}
+            used[name] = round(sum(max(0.0, t - before.get(pid, 0.0)) for pid, t in pids.items()) / wall, 2)
+        return {
+            "wall_s": round(wall, 2),
+            "cores": {k: v for k, v in used.items() if not k.endswith("/wait")},
+            # seconds per second a group's threads were ready to run but waited for a core: what
+            # other work on the machine (or each other) cost them
+            "runqueue_wait": {k.removesuffix("/wait"): v for k, v in used.items() if k.endswith("/wait")},
+        }
+
+
+def _runqueue_wait(pid: int) -> float:
+    """Seconds the threads of `pid` spent runnable but not running (Linux schedstat)."""
+    total = 0
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return total / 1e9
 
 
 def server_url() -> str:

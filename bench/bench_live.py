@@ -45,22 +45,42 @@ PROBE_SERVICE = "bench-probe"
 
 
 class Probes:
-    """Commit times of the probe changes, and their arrival times at each measuring client."""
+    """Commit times of the probe changes, and their arrival times at each measuring client.
+
+    Arrivals are kept whether or not the commit was noted yet: a frame can reach a client (same
+    event loop) before the probe loop resumes after its INSERT returned. Such a change counts
+    with latency 0 (it arrived within the commit's own round trip)."""
 
     def __init__(self) -> None:
         self.committed: dict[tuple[str, Any], float] = {}
         self.arrived: dict[str, dict[tuple[str, Any], float]] = {"ws": {}, "sse": {}}
+        self.task_versions: dict[str, list[tuple[int, float]]] = {"ws": []}
         self.measuring = False
 
     def seen(self, client: str, key: tuple[str, Any], at: float) -> None:
-        if key in self.committed and key not in self.arrived[client]:
-            self.arrived[client][key] = at
+        self.arrived[client].setdefault(key, at)
+
+    def seen_task(self, client: str, version: int, at: float) -> None:
+        """A task frame carries the row as it is now: it also delivers the earlier versions the
+        bus folded into it (two updates fetched together are sent once, at the newest)."""
+        self.task_versions[client].append((version, at))
+
+    def _arrival(self, client: str, key: tuple[str, Any]) -> float | None:
+        if key[0] != "task":
+            return self.arrived[client].get(key)
+        return next((at for version, at in self.task_versions.get(client, []) if version >= key[1][1]), None)
 
     def latencies(self, client: str, kinds: tuple[str, ...]) -> list[float]:
-        return [(self.arrived[client][k] - t) * 1000 for k, t in self.committed.items() if k[0] in kinds and k in self.arrived[client]]
+        out = []
+        for key, t in self.committed.items():
+            at = self._arrival(client, key) if key[0] in kinds else None
+            if at is not None:
+                out.append(max(0.0, at - t) * 1000)
+        return out
 
-    def lost(self, client: str, kinds: tuple[str, ...], before: float) -> int:
-        return sum(1 for k, t in self.committed.items() if k[0] in kinds and t < before and k not in self.arrived[client])
+    def lost(self, client: str, kinds: tuple[str, ...], before: float) -> list[str]:
+        """Changes committed before `before` that never reached `client` (as `kind:id`)."""
+        return [f"{k[0]}:{k[1]}" for k, t in self.committed.items() if k[0] in kinds and t < before and self._arrival(client, k) is None]
 
 
 async def probe_loop(url: str, probes: Probes, every_s: float, stop: asyncio.Event) -> None:
@@ -173,7 +193,7 @@ def measuring_ws(base: str, probes: Probes) -> WSReader:
         elif kind == "TASK_EVENT" and data["actor"] == "bench":
             probes.seen("ws", ("event", data["id"]), at)
         elif kind == "TASK_UPDATE" and data["task"]["type"] == "probe":
-            probes.seen("ws", ("task", (data["task"]["id"], data["task"]["version"])), at)
+            probes.seen_task("ws", data["task"]["version"], at)
 
     return WSReader(base, {}, on_frame)
 
@@ -220,7 +240,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
             stop = asyncio.Event()
             sent = [0]
-            cpu = Cpu({"a": a, "b": b}, url)
+            cpu = Cpu({"a": a, "b": b, "held_clients": holder.process.pid or 0}, url)
             loops = [
                 asyncio.create_task(flow_loop(a.url, args.rate, args.flow_batch, stop, sent)),
                 asyncio.create_task(probe_loop(url, probes, args.probe_ms / 1000, stop)),
@@ -230,20 +250,18 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             sent_before, t0 = sent[0], time.monotonic()
             cpu.start()
             spies = [
-                subprocess.Popen(
-                    [
-                        "py-spy",
-                        "record",
-                        "-o",
-                        f"{args.py_spy}/live-{name}.txt",
-                        "-f",
-                        "raw",
-                        "-d",
-                        str(int(args.seconds)),
-                        "-p",
-                        str(proc.popen.pid),
-                        "--nonblocking",
-                    ],
+                await asyncio.create_subprocess_exec(
+                    "py-spy",
+                    "record",
+                    "-o",
+                    f"{args.py_spy}/live-{name}.txt",
+                    "-f",
+                    "raw",
+                    "-d",
+                    str(int(args.seconds)),
+                    "-p",
+                    str(proc.popen.pid),
+                    "--nonblocking",
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
@@ -252,7 +270,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             ]
             await asyncio.sleep(args.seconds)
             for spy in spies:
-                spy.wait(timeout=30)
+                await asyncio.wait_for(spy.wait(), timeout=30)
             probes.measuring = False
             result["cpu"] = cpu.stop()
             result["flow_achieved_lines_per_s"] = round((sent[0] - sent_before) / (time.monotonic() - t0))

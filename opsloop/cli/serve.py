@@ -27,8 +27,16 @@ def run(args: argparse.Namespace) -> int:
         if not BUILD_DIR.exists():  # backend only: the state socket for a dashboard served elsewhere
             env.pop("__REFLEX_MOUNT_FRONTEND_COMPILED_APP", None)
         os.environ.update(env)
-        uvicorn.run("opsloop.opsloop:app", factory=True, host=args.host, port=args.port, log_level="warning", access_log=False,
-                    ws_ping_interval=20, ws_ping_timeout=20)
+        uvicorn.run(
+            "opsloop.opsloop:app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            log_level="warning",
+            access_log=False,
+            ws_ping_interval=20,
+            ws_ping_timeout=20,
+        )
         return 0
     uvicorn.run(
         "opsloop.backend.api.asgi:app",

@@ -11,7 +11,7 @@ from tests.support.dashboard import CHROMIUM, CHROMIUM_ARGS, dashboard_process, 
 from tests.support.processes import ARTIFACTS, PASSWORD, USER, Proc, echo_agent, wait_for
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def dashboard(database_url: str) -> Iterator[Proc]:
     app = dashboard_process(database_url).start(timeout=120)
     echo = echo_agent(database_url, app.url, name="dashboard-echo").start()
@@ -29,8 +29,10 @@ def dashboard(database_url: str) -> Iterator[Proc]:
         app.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[object]:
+    """One Chromium for the e2e tests. Package scope, not session: Playwright's sync API runs an
+    event loop in this thread while it is open, which would break every later asyncio test."""
     require_chromium()
     from playwright.sync_api import sync_playwright
 
