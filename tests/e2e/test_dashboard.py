@@ -87,7 +87,7 @@ def test_filters_live_in_the_url_and_paging_walks_on(page, dashboard) -> None:
     assert page.locator("#page-number").inner_text() == "page 2"
 
 
-def test_cancel_queued_and_retry_failed_from_detail(page, dashboard) -> None:  # noqa: ANN001
+def test_cancel_queued_and_retry_failed_from_detail(page, dashboard) -> None:
     # An agent nobody runs, with a long backoff: its task sits queued between attempts.
     with httpx.Client(base_url=dashboard.url, headers={"X-Internal-Key": INTERNAL_KEY}) as svc:
         body = {
