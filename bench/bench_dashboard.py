@@ -90,15 +90,21 @@ def load_data(url: str, tasks: int, logs: int) -> float:
     return round(time.monotonic() - t0, 1)
 
 
-def measure_paint(browser, base: str, path: str, selector: str, runs: int = 5) -> dict[str, float]:
-    """Milliseconds from navigation start to `selector` visible, in a logged-in context."""
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
+def signed_in_page(context, base: str):
+    """A page of `context` after logging in (the session cookie then serves every page of it)."""
     page = context.new_page()
     page.goto(base + "/login")
     page.fill("#username", USER)
     page.fill("#password", PASSWORD)
     page.click("#sign-in")
     page.wait_for_selector("#page-title", timeout=30_000)
+    return page
+
+
+def measure_paint(browser, base: str, path: str, selector: str, runs: int = 5) -> dict[str, float]:
+    """Milliseconds from navigation start to `selector` visible, in a logged-in context."""
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = signed_in_page(context, base)
     times = []
     for _ in range(runs):
         t0 = time.monotonic()
@@ -128,12 +134,7 @@ async def produce(base: str, rate: int, seconds: float, corr: str) -> int:
 
 def live_delay(browser, base: str, url: str, dashboards: int, rate: int, seconds: float, app_pid: int) -> dict:
     context = browser.new_context(viewport={"width": 1280, "height": 860})
-    page = context.new_page()
-    page.goto(base + "/login")
-    page.fill("#username", USER)
-    page.fill("#password", PASSWORD)
-    page.click("#sign-in")
-    page.wait_for_selector("#page-title", timeout=30_000)
+    signed_in_page(context, base)  # the login sets the cookie every page of this context uses
     pages = []
     for _ in range(dashboards):
         p = context.new_page()

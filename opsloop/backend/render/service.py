@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from opsloop.backend.errors import DomainError
+from opsloop.backend.jsonutil import has_nul
 from opsloop.backend.sealing import seal
 from opsloop.backend.tasks import repository as repo
 
@@ -200,7 +201,7 @@ async def create_task(
     require(rt)
     if task_type not in TASK_TYPES:
         raise ValueError(f"not a Render task type: {task_type}")
-    if _has_nul(payload):  # PostgreSQL stores no NUL (text or jsonb): a 400, not a 500
+    if has_nul(payload):  # PostgreSQL stores no NUL (text or jsonb): a 400, not a 500
         raise RenderFailure(400, "the request cannot contain the NUL character (\\u0000)")
     task, _ = await repo.create_task(
         rt.pool,
@@ -380,16 +381,6 @@ async def recent_tasks(rt: Runtime, limit: int = 10) -> list[dict[str, Any]]:
     sql = "SELECT * FROM tasks WHERE type = ANY(%(types)s) ORDER BY updated_at DESC, id DESC LIMIT %(limit)s"
     async with rt.pool.connection() as conn:
         return await (await conn.execute(sql, {"types": list(TASK_TYPES), "limit": max(1, min(limit, 100))})).fetchall()
-
-
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
 
 
 def _csv(value: str | None) -> list[str] | None:

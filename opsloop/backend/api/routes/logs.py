@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 from opsloop.backend.api.deps import JSON, caller, corr_param, parse_limit, parse_time, read_json, service_caller, validate, validate_list
 from opsloop.backend.api.schemas import LogCreate
 from opsloop.backend.errors import BadRequest
+from opsloop.backend.jsonutil import has_nul
 from opsloop.backend.logs import repository as repo
 from opsloop.backend.runtime import Runtime, get_runtime
 
@@ -31,23 +32,13 @@ LEVELS = frozenset(("debug", "info", "warn", "error"))
 _PLAIN_UUID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
 
 
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
-
-
 def _refuse_nul(data: Any, batch: bool) -> None:
     """PostgreSQL text and jsonb cannot hold NUL: a 400 naming the field, not a 500 from the insert."""
     for index, entry in enumerate(data if batch else [data]):
         if not isinstance(entry, dict):
             continue
         for key, value in entry.items():
-            if _has_nul(key) or _has_nul(value):
+            if has_nul(key) or has_nul(value):
                 where = f"entry {index}: {key}" if batch else key
                 raise BadRequest(f"{where}: must not contain NUL (\\u0000) characters")
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 from starlette.types import Receive, Scope, Send
@@ -12,6 +10,7 @@ from opsloop.backend.api.deps import JSON, caller, corr_param, parse_limit, pars
 from opsloop.backend.api.schemas import TaskCreate, TaskEventCreate, TaskPatch
 from opsloop.backend.auth import Principal
 from opsloop.backend.errors import BadRequest
+from opsloop.backend.jsonutil import has_nul
 from opsloop.backend.runtime import Runtime
 from opsloop.backend.tasks import repository as repo
 from opsloop.backend.tasks.submit import submit_task
@@ -21,23 +20,13 @@ NUL_ESCAPE = b"\\u0000"
 MAX_TRACE_ID = 200
 
 
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
-
-
 async def _refuse_nul(request: Request, body: BaseModel) -> None:
     """PostgreSQL stores no NUL character (neither text nor jsonb): a 400 naming the field, not a
     500 from the database. The raw-bytes test keeps the walk off the hot path."""
     if NUL_ESCAPE not in await request.body():
         return
     for name in body.model_fields_set:
-        if _has_nul(getattr(body, name)):
+        if has_nul(getattr(body, name)):
             raise BadRequest(f"{name} cannot contain the NUL character (\\u0000)")
 
 
