@@ -19,7 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from opsloop.backend import jsonutil
 from opsloop.backend.config import Settings, get_settings, validate_config
-from opsloop.backend.logs.writer import LogWriter
+from opsloop.backend.logs.writer import LogWriter, SinkRejected
 
 Handler = Callable[[dict[str, Any], "TaskContext"], Awaitable[Any]]
 
@@ -98,8 +98,10 @@ class AgentApp:
             for e in batch
         ]
         resp = await self.http.post(self.log_url, content=jsonutil.dumps(body), headers={"content-type": "application/json"})
-        if resp.status_code >= 500 or resp.status_code in (401, 403, 429):
-            raise RuntimeError(f"log sink answered HTTP {resp.status_code}")
+        if resp.status_code >= 500 or resp.status_code in (401, 403, 408, 429):
+            raise RuntimeError(f"log sink answered HTTP {resp.status_code}")  # kept and retried
+        if resp.status_code >= 400:  # refused as such: dropped, counted and reported by the writer
+            raise SinkRejected(f"log sink refused the batch: HTTP {resp.status_code} {resp.text[:200]}")
 
     def handler(self, path: str) -> Callable[[Handler], Handler]:
         """Register an internal-key-only POST route that takes a task body and returns JSON."""
