@@ -20,6 +20,7 @@ def run(args: argparse.Namespace) -> int:
         os.environ["OPSLOOP_DISPATCH"] = "0"
     import uvicorn
 
+    target = "opsloop.backend.api.asgi:app"
     if args.dashboard:
         from opsloop.cli.frontend import BUILD_DIR, serve_env
 
@@ -27,19 +28,10 @@ def run(args: argparse.Namespace) -> int:
         if not BUILD_DIR.exists():  # backend only: the state socket for a dashboard served elsewhere
             env.pop("__REFLEX_MOUNT_FRONTEND_COMPILED_APP", None)
         os.environ.update(env)
-        uvicorn.run(
-            "opsloop.opsloop:app",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            log_level="warning",
-            access_log=False,
-            ws_ping_interval=20,
-            ws_ping_timeout=20,
-        )
-        return 0
+        target = "opsloop.opsloop:app"  # Reflex's ASGI factory, with our API mounted inside
     uvicorn.run(
-        "opsloop.backend.api.asgi:app",
+        target,
+        factory=args.dashboard,
         host=args.host,
         port=args.port,
         log_level="warning",
