@@ -163,6 +163,32 @@ def test_found_by_text_search(client: httpx.Client, ten_thousand: dict[str, Any]
     assert sorted(fetch_all(client, {"q": run})) == list(range(TOTAL))
 
 
+def test_text_search_matches_the_whole_pattern(client: httpx.Client) -> None:
+    """A several-word `q` is looked up by one of its words; the answer is still exactly the lines
+    that contain the whole of `q` (case-insensitive), separators included."""
+    run = unique("q").replace("-", "")
+    messages = {
+        "a": f"GET /{run}/items/2345 a",
+        "b": f"GET /{run}/items/12345 b",
+        "c": f"GET /{run}/items/2345x c",
+        "d": f"GET /{run}/item/2345 d",
+        "e": f"GET /{run}/ITEMS/2345 e",
+        "f": f"GET /{run}/items/2345",
+        "g": f"GET /{run}-items/2345 g",
+    }
+    resp = client.post("/log", json=[{"service": "q-test", "message": m, "data": {"k": k}} for k, m in messages.items()])
+    assert resp.status_code == 202, resp.text
+
+    def found(q: str) -> set[str]:
+        body = client.get("/logs", params={"q": q, "limit": 500}).json()
+        return {row["data"]["k"] for row in body["logs"]}
+
+    assert found(f"{run}/items/2345 ") == {"a", "e"}
+    assert found(f"/{run}/items/2345") == {"a", "c", "e", "f"}
+    assert found(f"items/2345 {run}") == set()
+    assert found(f"{run}") == set(messages)
+
+
 def test_limit_and_paging(client: httpx.Client, ten_thousand: dict[str, Any]) -> None:
     run = ten_thousand["run"]
     resp = client.get("/logs", params={"traceId": f"{run}-t5"})
@@ -350,6 +376,9 @@ LOG_FILTERS: list[tuple[str, dict[str, Any], set[str]]] = [
     ("since+until", {"since": NOW - timedelta(days=10), "until": NOW - timedelta(days=10) + timedelta(hours=2)}, {"logs_ts_idx"}),
     ("level+since", {"level": "error", "since": NOW - timedelta(hours=6)}, {"logs_level_idx", "logs_ts_idx"}),
     ("q", {"q": "c4ca4238a0b9"}, {"logs_message_trgm_idx"}),
+    ("q words", {"q": "line 12345 c4"}, {"logs_message_trgm_idx"}),
+    # a phrase of common words: most rows match, newest first by the primary key is quickest
+    ("q common", {"q": "line 1"}, {"logs_pkey"}),
     ("cursor", {"service": "svc-3", "cursor": "WzEwMDAwMF0"}, {"logs_service_idx"}),
 ]
 EVENT_FILTERS: list[tuple[str, dict[str, Any], set[str]]] = [
