@@ -57,10 +57,10 @@ def summary(values_ms: list[float]) -> dict[str, Any]:
 class HTTPConn:
     """One keep-alive HTTP/1.1 connection; requests on it are sequential."""
 
-    def __init__(self, base_url: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, base_url: str, headers: dict[str, str] | None = None, *, internal_key: bool = True) -> None:
         split = urlsplit(base_url)
         self.host, self.port = split.hostname or "127.0.0.1", split.port or 80
-        self.headers = {"X-Internal-Key": INTERNAL_KEY, **(headers or {})}
+        self.headers = {**({"X-Internal-Key": INTERNAL_KEY} if internal_key else {}), **(headers or {})}
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,19 +14,30 @@ from typing import Any
 import httpx
 import orjson
 from fastapi import FastAPI, Request
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from opsloop.backend import jsonutil
+from opsloop.backend.api.hot_routes import HotRoutes
 from opsloop.backend.config import Settings, get_settings, validate_config
 from opsloop.backend.logs.writer import LogWriter, SinkRejected
 
+log = logging.getLogger("agents.sdk")
 Handler = Callable[[dict[str, Any], "TaskContext"], Awaitable[Any]]
 
 
 def _json(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(jsonutil.dumps(content), status_code=status, media_type="application/json", headers=headers)
+
+
+def _error_response(exc: Exception) -> Response:
+    """A handler's failure as JSON (a 413 from the body limit, or a 500 logged here)."""
+    if isinstance(exc, HTTPException):
+        return _json({"error": str(exc.detail)}, exc.status_code, exc.headers)
+    log.error("task handler failed", exc_info=exc)
+    return _json({"error": "internal error"}, 500)
 
 
 class _PlainASGI:
@@ -82,6 +94,7 @@ class AgentApp:
         self.registered = asyncio.Event()
         self.cancelled: set[str] = set()
         self._handlers: dict[str, Handler] = {}
+        self._hot_routes: dict[tuple[str, str], Any] = {}  # task routes, served ahead of FastAPI's stack
         self.app = self._build()
 
     async def _ship_logs(self, batch: list[dict[str, Any]]) -> None:
@@ -110,8 +123,9 @@ class AgentApp:
             self._handlers[path] = fn
             route = self._wrap(fn)
             self.app.add_api_route(path, route, methods=["POST"], summary=f"Run a task ({path})")
-            # Served by a plain ASGI route ahead of FastAPI's (which stays for the docs): the
-            # framework's routing and request layers cost more CPU than the handler itself.
+            # Served ahead of FastAPI's middleware and routing (HotRoutes; the FastAPI route stays
+            # for the docs): the framework's layers cost more CPU than the handler itself.
+            self._hot_routes[("POST", path)] = _PlainASGI(route)
             self.app.router.routes.insert(0, Route(path, _PlainASGI(route), methods=["POST"], include_in_schema=False))
             return fn
 
@@ -163,6 +177,7 @@ class AgentApp:
                 await self.http.aclose()
 
         app = FastAPI(title=self.service, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+        app.add_middleware(HotRoutes, routes=self._hot_routes, body_limit=self.settings.MAX_BODY_BYTES, on_error=_error_response)
 
         @app.get("/health", summary="Liveness (public)")
         async def health() -> Response:

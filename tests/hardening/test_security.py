@@ -243,6 +243,12 @@ def assert_cors_only_configured(proc: Proc) -> None:
     assert foreign.status_code >= 400
     simple = httpx.get(proc.url + "/tasks", headers={"Origin": FOREIGN}, auth=(USER, PASSWORD), timeout=10)
     assert simple.headers.get("access-control-allow-origin") is None
+    # the hot routes (served ahead of the middleware stack) answer browsers like any route
+    for path, body in (("/log", {"service": "cors", "message": "from a page"}), ("/task", {"type": "no-such-type"})):
+        mine = httpx.post(proc.url + path, json=body, headers={"Origin": ALLOWED}, auth=(USER, PASSWORD), timeout=10)
+        assert mine.headers.get("access-control-allow-origin") == ALLOWED, (path, mine.status_code, dict(mine.headers))
+        theirs = httpx.post(proc.url + path, json=body, headers={"Origin": FOREIGN}, auth=(USER, PASSWORD), timeout=10)
+        assert theirs.headers.get("access-control-allow-origin") is None, (path, dict(theirs.headers))
 
 
 def test_cors_allows_only_configured_origins(app: Proc) -> None:

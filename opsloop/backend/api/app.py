@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from opsloop.backend.api import openapi
 from opsloop.backend.api.deps import JSON, caller, error
+from opsloop.backend.api.hot_routes import HotRoutes
 from opsloop.backend.api.routes import agents, health, logs, render, session, stream, tasks
 from opsloop.backend.config import get_settings
 from opsloop.backend.errors import DomainError
@@ -85,23 +86,9 @@ def create_api(*, manage_runtime: bool = False) -> FastAPI:
         redoc_url=None,
     )
 
-    @api.exception_handler(DomainError)
-    async def domain_error(_: Request, exc: DomainError):
-        return error(exc.status, exc.message)
-
-    @api.exception_handler(StarletteHTTPException)  # also the router's own 404 and 405: `{error}` like every answer
-    async def http_error(_: Request, exc: StarletteHTTPException):
-        return error(exc.status_code, str(exc.detail), exc.headers)
-
-    @api.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError):
-        first = exc.errors()[0] if exc.errors() else {"loc": ["body"], "msg": "invalid request"}
-        return error(400, f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
-
-    @api.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception):
-        log.exception("unhandled error")
-        return error(500, "internal error")
+    # Every error answers `{error}`, on the full stack and on the hot routes alike.
+    for exc_class in (DomainError, StarletteHTTPException, RequestValidationError, Exception):
+        api.add_exception_handler(exc_class, _handle)  # StarletteHTTPException: also the router's own 404 and 405
 
     docs = APIRouter(tags=["docs"], dependencies=[Depends(caller)])
     api.openapi = lambda: openapi.cached_openapi(api)  # type: ignore[method-assign]
@@ -134,7 +121,26 @@ def create_api(*, manage_runtime: bool = False) -> FastAPI:
         allow_credentials=False,
     )
     api.add_middleware(BodyLimit, limit=settings.MAX_BODY_BYTES)
+    hot = {("POST", "/task"): tasks.CreateASGI(), ("POST", "/log"): logs.IngestASGI()}
+    api.add_middleware(HotRoutes, routes=hot, body_limit=settings.MAX_BODY_BYTES, on_error=error_response)
     return api
+
+
+def error_response(exc: Exception) -> Response:
+    """The `{error}` answer for an exception raised by a route."""
+    if isinstance(exc, DomainError):
+        return error(exc.status, exc.message)
+    if isinstance(exc, StarletteHTTPException):
+        return error(exc.status_code, str(exc.detail), exc.headers)
+    if isinstance(exc, RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {"loc": ["body"], "msg": "invalid request"}
+        return error(400, f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+    log.error("unhandled error", exc_info=exc)
+    return error(500, "internal error")
+
+
+async def _handle(_: Request, exc: Exception) -> Response:
+    return error_response(exc)
 
 
 def route_table(app: object) -> list[tuple[str, str, str]]:

@@ -1,0 +1,78 @@
+"""The busiest routes served ahead of the framework's middleware stack.
+
+`POST /task` and `POST /log` (and an agent's task route) are most of the requests under load. Each
+went through eight layers before its handler (error, telemetry and body-limit middleware, CORS,
+exception handling, exit stacks, routing), about a quarter of the app's CPU per task (py-spy).
+`HotRoutes` is added last, so it is the outermost middleware of our own, and hands a matching
+request straight to its plain ASGI handler, keeping what those layers did for it:
+
+- the body limit (413 by Content-Length, or while a chunked body is read);
+- every error answered as JSON, as the app's exception handlers would (`on_error`);
+- CORS: a request that carries an `Origin` header takes the full stack, so browsers get the
+  same headers as on any route. Scripts, agents and the dispatcher send no `Origin`.
+
+The routes stay registered in the app as well (OpenAPI document, auth matrix, and the path a
+browser's request takes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+ErrorResponder = Callable[[Exception], Response]
+
+
+class HotRoutes:
+    def __init__(self, app: ASGIApp, routes: dict[tuple[str, str], ASGIApp], body_limit: int, on_error: ErrorResponder) -> None:
+        self.app = app
+        self.routes = routes  # (method, path) -> handler; may grow after start (agent handlers)
+        self.body_limit = body_limit
+        self.on_error = on_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = self.routes.get((scope.get("method", ""), scope["path"])) if scope["type"] == "http" else None
+        if handler is None:
+            await self.app(scope, receive, send)
+            return
+        length = None
+        for name, value in scope["headers"]:
+            if name == b"origin":  # a browser: CORS headers come from the full stack
+                await self.app(scope, receive, send)
+                return
+            if name == b"content-length":
+                length = value
+        if length is not None and length.isdigit() and int(length) > self.body_limit:
+            await self._too_large()(scope, receive, send)
+            return
+        started = False
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.body_limit:
+                raise HTTPException(413, self._too_large_message())
+            return message
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await handler(scope, counted, tracked)
+        except Exception as exc:
+            if started:  # the answer is on its way: nothing sensible left to send
+                raise
+            await self.on_error(exc)(scope, receive, send)
+
+    def _too_large_message(self) -> str:
+        return f"request body too large (limit {self.body_limit} bytes)"
+
+    def _too_large(self) -> Response:
+        return self.on_error(HTTPException(413, self._too_large_message()))
