@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 from opsloop.backend import jsonutil
 from opsloop.backend.api.hot_routes import HotRoutes
 from opsloop.backend.config import Settings, get_settings, validate_config
+from opsloop.backend.gc_tuning import tune_gc
 from opsloop.backend.logs.writer import LogWriter, SinkRejected
 
 log = logging.getLogger("agents.sdk")
@@ -168,6 +169,7 @@ class AgentApp:
         async def lifespan(_: FastAPI) -> AsyncIterator[None]:
             self.log.start()
             loop = asyncio.create_task(self._register_and_beat())
+            tune_gc()
             try:
                 yield
             finally:

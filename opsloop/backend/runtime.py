@@ -22,6 +22,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from opsloop.backend import db
 from opsloop.backend.agents.registry import Registry
 from opsloop.backend.config import Settings, get_settings
+from opsloop.backend.gc_tuning import tune_gc
 from opsloop.backend.live.bus import LiveBus
 from opsloop.backend.logs import repository as logs_repo
 from opsloop.backend.logs.writer import LogWriter
@@ -85,6 +86,7 @@ class Runtime:
         self.render = await start_render(self)
         self.scheduler.start()
         self.started = True
+        tune_gc()  # everything built so far lives as long as the process
         self.writer.info("instance started", {"instance": self.instance_id, "dispatch": self.dispatch_enabled})
 
     def _on_notification(self, payload: str) -> None:
