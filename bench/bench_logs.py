@@ -5,6 +5,8 @@ database on `OPSLOOP_BENCH_DATABASE_URL`), then:
 
 1. **Ingest, batches**: `--batch-clients` keep-alive connections POST /log arrays of
    `--batch-size` lines back to back until `--batch-lines` are stored (target ≥ 50,000 lines/s).
+   Then the same number of lines again, straight into PostgreSQL with the same statement (no
+   HTTP, no app): the ceiling the database itself sets, with its CPU per line.
 2. **Ingest, one line per request**: `--single-clients` connections POST one line each, back to
    back, until `--single-lines` are stored (target ≥ 3,000 lines/s).
    Both count the rows in the database afterwards: every line sent must be stored.
@@ -108,6 +110,32 @@ async def ingest(base: str, bodies: list[bytes], per_body: int, clients: int) ->
     }
 
 
+async def ingest_database_only(url: str, bodies: list[bytes], clients: int) -> dict[str, Any]:
+    """The database's own ceiling: the same batches through the same statement (`insert_json`, as
+    `POST /log` runs it), sent by `clients` connections straight from here: no HTTP, no app. The
+    HTTP figure can only come close to this one, never above it."""
+    from psycopg_pool import AsyncConnectionPool
+
+    from opsloop.backend.logs.repository import insert_json
+
+    queue = [b.decode() for b in reversed(bodies)]
+    async with AsyncConnectionPool(url, min_size=clients, max_size=clients, kwargs={"autocommit": True}, open=False) as pool:
+        await pool.open(wait=True)
+        cpu = Cpu({}, url)
+        cpu.start()
+        t0 = time.perf_counter()
+
+        async def worker() -> None:
+            while queue:
+                await insert_json(pool, queue.pop())
+
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        wall = time.perf_counter() - t0
+        used = cpu.stop()
+    lines = sum(b.count(b'"service"') for b in bodies)
+    return {"lines": lines, "clients": clients, "seconds": round(wall, 2), "lines_per_s": round(lines / wall), "cpu": per_line(used, lines)}
+
+
 def per_line(cpu: dict[str, Any], lines: int) -> dict[str, Any]:
     """Cores busy per process group, and CPU microseconds per line: the figure that stays
     meaningful when other work shares the machine's cores."""
@@ -207,6 +235,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             batches["stored"] = count_rows(url, f"% {run}b n=%")
             say(f"  {batches['lines_per_s']} lines/s ({batches['stored']} stored)")
             result["ingest_batches"] = batches
+
+            say(f"ingest, database only: {args.batch_lines} lines in batches of {args.batch_size} over {args.batch_clients} connections")
+            direct_bodies = [
+                orjson.dumps([make_line(run + "d", s + i) for i in range(args.batch_size)]) for s in range(0, args.batch_lines, args.batch_size)
+            ]
+            direct = await ingest_database_only(url, direct_bodies, args.batch_clients)
+            direct["stored"] = count_rows(url, f"% {run}d n=%")
+            say(f"  {direct['lines_per_s']} lines/s ({direct['stored']} stored)")
+            result["ingest_batches_database_only"] = direct
 
             say(f"ingest: {args.single_lines} lines one per request over {args.single_clients} connections")
             singles_bodies = [orjson.dumps(make_line(run + "s", i)) for i in range(args.single_lines)]
