@@ -294,3 +294,8 @@ def test_bodies_above_the_limit_get_413(request: pytest.FixtureRequest, target: 
 def test_agent_refuses_bodies_above_its_limit(echo: Proc) -> None:
     big = httpx.post(echo.url + "/echo", content=b'{"payload":"' + b"x" * MAX_BODY + b'"}', headers={"X-Internal-Key": KEY}, timeout=10)
     assert big.status_code == 413, big.text  # the agent's own MAX_BODY_BYTES (64 KiB here), not the default 1 MiB
+    chunked = httpx.post(
+        echo.url + "/echo", content=chunks(MAX_BODY * 4), headers={"X-Internal-Key": KEY, "content-type": "application/json"}, timeout=10
+    )
+    assert "content-length" not in chunked.request.headers
+    assert chunked.status_code == 413 and "too large" in chunked.json()["error"], chunked.text
