@@ -43,11 +43,36 @@ def sqlalchemy_url(url: str | None = None) -> str:
 
 
 IDLE_CHECK_S = 2.0
+PREPARE_ONLY_WHEN_ASKED = 1 << 30
 _returned_at: weakref.WeakKeyDictionary[psycopg.AsyncConnection, float] = weakref.WeakKeyDictionary()
 
 
+_stale: weakref.WeakSet[psycopg.AsyncConnection] = weakref.WeakSet()
+STALE_PLAN = "cached plan must not change result type"
+
+
 async def _mark_returned(conn: psycopg.AsyncConnection) -> None:
+    if conn in _stale:  # prepared statements made before a schema change: the pool replaces it
+        raise psycopg.OperationalError("connection holds stale prepared statements")
     _returned_at[conn] = time.monotonic()
+
+
+async def execute_prepared(conn: psycopg.AsyncConnection, query: str, params: dict[str, object]) -> psycopg.AsyncCursor:
+    """Run one of the hot statements as a prepared statement: parsed and planned once per
+    connection instead of on every call (about 0.1 ms of database CPU per task, measured).
+
+    A migration that changes a table's columns while this process runs (a rolling deploy) makes
+    PostgreSQL refuse a prepared statement returning whole rows of it, before running anything.
+    Such a statement is run once more unprepared, and the connection is replaced when it goes
+    back to the pool, so the error never reaches a caller.
+    """
+    try:
+        return await conn.execute(query, params, prepare=True)
+    except psycopg.errors.FeatureNotSupported as exc:
+        if STALE_PLAN not in str(exc):
+            raise
+        _stale.add(conn)
+        return await conn.execute(query, params, prepare=False)
 
 
 async def _check_if_idle(conn: psycopg.AsyncConnection) -> None:
@@ -63,7 +88,9 @@ def make_pool(url: str | None = None, *, min_size: int = 2, max_size: int = 10, 
         url or database_url(),
         min_size=min_size,
         max_size=max_size,
-        kwargs={"row_factory": dict_row, "autocommit": True, "prepare_threshold": None},
+        # only the statements run through `execute_prepared` are prepared (a threshold no
+        # other statement reaches): the ad-hoc search statements vary too much to be worth it
+        kwargs={"row_factory": dict_row, "autocommit": True, "prepare_threshold": PREPARE_ONLY_WHEN_ASKED},
         open=False,
         name=name,
         check=_check_if_idle,

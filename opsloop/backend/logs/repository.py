@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from psycopg_pool import AsyncConnectionPool
 
+from opsloop.backend.db import execute_prepared
 from opsloop.backend.errors import BadRequest
 from opsloop.backend.models import LOG_LEVELS
 from opsloop.backend.paging import BadCursor, decode_cursor, encode_cursor
@@ -64,7 +65,7 @@ async def _insert(pool: AsyncConnectionPool, batch: str, *, with_ts: bool, retur
     """
     async with pool.connection() as conn:
         # prepared (per connection): the statement is the same whatever the batch size
-        cur = await conn.execute(STATEMENTS[(with_ts, returning)], {"batch": batch}, prepare=True)
+        cur = await execute_prepared(conn, STATEMENTS[(with_ts, returning)], {"batch": batch})
         return await cur.fetchall()
 
 

@@ -21,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from opsloop.backend import jsonutil
 from opsloop.backend.agents.registry import Registry
+from opsloop.backend.db import execute_prepared
 from opsloop.backend.sql import queries
 
 Q = queries("tasks")
@@ -148,7 +149,7 @@ class Dispatcher:
 
     async def _claim(self, n: int) -> int:
         async with self.pool.connection() as conn:
-            rows = await (await conn.execute(Q.claim_tasks, {"n": n, "owner": self.instance_id, "lease_s": self.lease_s}, prepare=True)).fetchall()
+            rows = await (await execute_prepared(conn, Q.claim_tasks, {"n": n, "owner": self.instance_id, "lease_s": self.lease_s})).fetchall()
         for row in rows:
             self._inflight[row["id"]] = asyncio.create_task(self._execute(row))
         self.stats["claimed"] += len(rows)
@@ -228,7 +229,7 @@ class Dispatcher:
         for _ in range(30):
             try:
                 async with self.pool.connection() as conn:
-                    await conn.execute(Q.fail_attempt, params, prepare=True)
+                    await execute_prepared(conn, Q.fail_attempt, params)
                 break
             except Exception as db_exc:  # keep the outcome until the database is back
                 log.warning("recording a failed attempt failed: %s", db_exc)
@@ -256,7 +257,7 @@ class Dispatcher:
             }
             try:
                 async with self.pool.connection() as conn:
-                    applied = await (await conn.execute(Q.complete_tasks, params, prepare=True)).fetchall()
+                    applied = await (await execute_prepared(conn, Q.complete_tasks, params)).fetchall()
             except Exception as exc:  # database down: keep the answers, try again
                 log.warning("recording answers failed (%d kept): %s", len(batch), exc)
                 self._answers[:0] = batch
@@ -273,7 +274,7 @@ class Dispatcher:
                 continue
             try:
                 async with self.pool.connection() as conn:
-                    await conn.execute(Q.renew_leases, {"ids": ids, "owner": self.instance_id, "lease_s": self.lease_s}, prepare=True)
+                    await execute_prepared(conn, Q.renew_leases, {"ids": ids, "owner": self.instance_id, "lease_s": self.lease_s})
             except Exception as exc:
                 log.warning("lease renewal failed: %s", exc)
 

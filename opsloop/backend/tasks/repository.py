@@ -14,6 +14,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from opsloop.backend.db import execute_prepared
 from opsloop.backend.errors import BadRequest, Conflict, NotFound
 from opsloop.backend.models import TASK_STATUSES
 from opsloop.backend.paging import BadCursor, decode_cursor, encode_cursor
@@ -151,7 +152,7 @@ class CreateBatcher:
             "max_attempts": [t.max_attempts for t in tasks],
         }
         async with self.pool.connection() as conn:  # prepared per connection: the hot statement
-            inserted = {r["id"] for r in await (await conn.execute(Q.create_tasks, params, prepare=True)).fetchall()}
+            inserted = {r["id"] for r in await (await execute_prepared(conn, Q.create_tasks, params)).fetchall()}
             keys = [t.idempotency_key for i, t in zip(ids, tasks, strict=True) if i not in inserted and t.idempotency_key]
             existing = {}
             if keys:
@@ -188,10 +189,10 @@ def create_batcher(pool: AsyncConnectionPool) -> CreateBatcher:
 
 async def get_task(pool: AsyncConnectionPool, task_id: uuid.UUID) -> tuple[Row, list[Row]]:
     async with pool.connection() as conn:
-        task = await (await conn.execute(Q.get_task, {"id": task_id}, prepare=True)).fetchone()
+        task = await (await execute_prepared(conn, Q.get_task, {"id": task_id})).fetchone()
         if task is None:
             raise NotFound("Task not found")
-        events = await (await conn.execute(Q.task_events, {"id": task_id}, prepare=True)).fetchall()
+        events = await (await execute_prepared(conn, Q.task_events, {"id": task_id})).fetchall()
     return task, events
 
 
