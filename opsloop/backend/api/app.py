@@ -11,15 +11,16 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from opsloop.backend.api import openapi
+from opsloop.backend.api.body_limit import counting, declared_too_large, too_large_message
 from opsloop.backend.api.deps import JSON, caller, error
 from opsloop.backend.api.hot_routes import HotRoutes
 from opsloop.backend.api.routes import agents, health, logs, render, session, stream, tasks
@@ -41,21 +42,10 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                await error(413, f"request body too large (limit {self.limit} bytes)")(scope, receive, send)
-                return
-        seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise HTTPException(413, f"request body too large (limit {self.limit} bytes)")
-            return message
-
-        await self.app(scope, counted, send)
+        if declared_too_large(scope["headers"], self.limit):
+            await error(413, too_large_message(self.limit))(scope, receive, send)
+            return
+        await self.app(scope, counting(receive, self.limit), send)
 
 
 def create_api(*, manage_runtime: bool = False) -> FastAPI:

@@ -23,6 +23,8 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from opsloop.backend.api.body_limit import counting, declared_too_large, too_large_message
+
 ErrorResponder = Callable[[Exception], Response]
 
 
@@ -38,26 +40,14 @@ class HotRoutes:
         if handler is None:
             await self.app(scope, receive, send)
             return
-        length = None
-        for name, value in scope["headers"]:
+        for name, _ in scope["headers"]:
             if name == b"origin":  # a browser: CORS headers come from the full stack
                 await self.app(scope, receive, send)
                 return
-            if name == b"content-length":
-                length = value
-        if length is not None and length.isdigit() and int(length) > self.body_limit:
-            await self._too_large()(scope, receive, send)
+        if declared_too_large(scope["headers"], self.body_limit):
+            await self.on_error(HTTPException(413, too_large_message(self.body_limit)))(scope, receive, send)
             return
         started = False
-        seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.body_limit:
-                raise HTTPException(413, self._too_large_message())
-            return message
 
         async def tracked(message: Message) -> None:
             nonlocal started
@@ -65,14 +55,8 @@ class HotRoutes:
             await send(message)
 
         try:
-            await handler(scope, counted, tracked)
+            await handler(scope, counting(receive, self.body_limit), tracked)
         except Exception as exc:
             if started:  # the answer is on its way: nothing sensible left to send
                 raise
             await self.on_error(exc)(scope, receive, send)
-
-    def _too_large_message(self) -> str:
-        return f"request body too large (limit {self.body_limit} bytes)"
-
-    def _too_large(self) -> Response:
-        return self.on_error(HTTPException(413, self._too_large_message()))
