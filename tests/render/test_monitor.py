@@ -75,7 +75,9 @@ def autofix_tasks(database_url: str, service_id: str) -> list[dict[str, Any]]:
 
 
 def wait_logs(http: httpx.Client, params: dict[str, Any], predicate, what: str) -> list[dict[str, Any]]:
-    return wait_for(lambda: (logs := http.get("/logs", params=params).json()["logs"]) and predicate(logs) and logs, timeout=10, interval=0.2, what=what)
+    return wait_for(
+        lambda: (logs := http.get("/logs", params=params).json()["logs"]) and predicate(logs) and logs, timeout=10, interval=0.2, what=what
+    )
 
 
 def create_site(http: httpx.Client, name: str, **kw: Any) -> tuple[str, str]:
@@ -104,7 +106,9 @@ def test_empty_build_command_is_fixed_and_the_redeploy_goes_live(cluster: Cluste
         assert {"render.autofix.diagnosis", "render.autofix.patched", "render.autofix.redeploy", "done", "render.autofix.outcome"} <= set(seen)
         assert seen[-1] == "render.autofix.outcome"
         # Log lines are written in the background, so the last one may land after the fix row.
-        logs = wait_logs(http, {"q": "mon-empty", "limit": 50}, lambda ls: any("is live again" in line["message"] for line in ls), "the live-again line")
+        logs = wait_logs(
+            http, {"q": "mon-empty", "limit": 50}, lambda ls: any("is live again" in line["message"] for line in ls), "the live-again line"
+        )
         assert any("fixing buildCommand" in line["message"] for line in logs)
 
 
@@ -121,7 +125,9 @@ def test_a_fix_that_does_not_help_is_not_repeated(cluster: Cluster) -> None:
         assert [x["outcome"] for x in fix_rows(url, sid)] == ["failed", "left_to_person"]
         assert len(autofix_tasks(url, sid)) == 1
         assert wait_deploy_status(http, sid)["status"] == "build_failed"
-        warns = wait_logs(http, {"level": "warn", "q": "mon-wrongpub", "limit": 50}, lambda ws: any("did not help" in w["message"] for w in ws), "the warn line")
+        warns = wait_logs(
+            http, {"level": "warn", "q": "mon-wrongpub", "limit": 50}, lambda ws: any("did not help" in w["message"] for w in ws), "the warn line"
+        )
         assert sum("left to a person" in w["message"] for w in warns) == 1  # said once, not every tick
 
 
