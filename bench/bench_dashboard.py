@@ -4,8 +4,14 @@ With N tasks and M log lines in the database: time from navigation to the first 
 tasks view and to the event timeline of a task detail; then, with D dashboards open on the tasks
 view while tasks flow at R/s, the app's CPU and memory and the delay from a task's commit to its
 row changing on screen (a MutationObserver in one page timestamps every row state it shows).
+CPU per pushed update (the app's, and the browser's over all its processes) is reported too: unlike
+the delay it barely depends on what else the machine is doing.
 
     python bench/bench_dashboard.py [--tasks 100000] [--logs 1000000] [--dashboards 20] [--rate 100] [--seconds 30]
+                                    [--no-paint] [--launch serve|dev]
+
+The app runs as render.yaml runs it (`opsloop serve --dashboard`); `--launch dev` runs it as the
+tests and `opsloop dev` do (uvicorn's defaults, so WebSocket frames are compressed per message).
 
 Prints one JSON object.
 """
@@ -32,7 +38,7 @@ import psycopg  # noqa: E402
 
 from tests.support.dashboard import CHROMIUM, CHROMIUM_ARGS, dashboard_process  # noqa: E402
 from tests.support.database import fresh_database  # noqa: E402
-from tests.support.processes import PASSWORD, USER, echo_agent, wait_for  # noqa: E402
+from tests.support.processes import PASSWORD, USER, Proc, app_instance, echo_agent, wait_for  # noqa: E402
 
 LOAD_SQL = """
 ALTER TABLE tasks DISABLE TRIGGER USER;
@@ -76,6 +82,37 @@ OBSERVER_JS = """
 """
 
 
+# Counts the state updates (socket.io event packets) a page receives.
+COUNT_UPDATES_JS = """
+(() => {
+  const Native = window.WebSocket;
+  window.__updates = 0;
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('message', (e) => { if (typeof e.data === 'string' && e.data.startsWith('42')) window.__updates++; });
+    }
+  };
+})();
+"""
+
+
+def browser_processes() -> list[psutil.Process]:
+    """Chromium's processes (browser, renderers, GPU/viz, utilities): children of Playwright's driver."""
+    return [p for p in psutil.Process().children(recursive=True) if "chrom" in p.name().lower()]
+
+
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -88,6 +125,17 @@ def load_data(url: str, tasks: int, logs: int) -> float:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(LOAD_SQL.replace("%(tasks)s", str(int(tasks))).replace("%(logs)s", str(int(logs))))
     return round(time.monotonic() - t0, 1)
+
+
+def served_dashboard(url: str, port: int) -> Proc:
+    """The dashboard as deployed (render.yaml): `opsloop serve --dashboard`, one port."""
+    from opsloop.cli.frontend import build_frontend
+
+    build_frontend()
+    origin = f"http://127.0.0.1:{port}"
+    proc = app_instance(url, name="bench-dashboard", port=port, WS_ALLOWED_ORIGINS=f"{origin},http://localhost:{port}")
+    proc.args += ["--dashboard"]
+    return proc
 
 
 def signed_in_page(context, base: str):
@@ -134,6 +182,7 @@ async def produce(base: str, rate: int, seconds: float, corr: str) -> int:
 
 def live_delay(browser, base: str, url: str, dashboards: int, rate: int, seconds: float, app_pid: int) -> dict:
     context = browser.new_context(viewport={"width": 1280, "height": 860})
+    context.add_init_script(COUNT_UPDATES_JS)
     signed_in_page(context, base)  # the login sets the cookie every page of this context uses
     pages = []
     for _ in range(dashboards):
@@ -148,6 +197,18 @@ def live_delay(browser, base: str, url: str, dashboards: int, rate: int, seconds
     procs = [proc, *proc.children(recursive=True)]
     for p in procs:
         p.cpu_percent(None)
+    chromium = browser_processes()
+    sessions = [context.new_cdp_session(p) for p in pages]
+    for cdp in sessions:
+        cdp.send("Performance.enable")
+
+    def main_thread_s() -> float:
+        return sum(m["value"] for cdp in sessions for m in cdp.send("Performance.getMetrics")["metrics"] if m["name"] == "TaskDuration")
+
+    def updates() -> int:
+        return sum(p.evaluate("() => window.__updates") for p in pages)
+
+    app_cpu0, browser_cpu0, main0, updates0, t0 = cpu_seconds(procs), cpu_seconds(chromium), main_thread_s(), updates(), time.monotonic()
     corr = f"bench-live-{uuid.uuid4().hex[:6]}"
     rss = []
     import threading
@@ -161,6 +222,9 @@ def live_delay(browser, base: str, url: str, dashboards: int, rate: int, seconds
     producer.join()
     watcher.wait_for_timeout(1500)
     cpu = sum(p.cpu_percent(None) for p in procs if p.is_running())
+    pushed = updates() - updates0
+    elapsed = time.monotonic() - t0
+    app_cpu, browser_cpu, main_thread = cpu_seconds(procs) - app_cpu0, cpu_seconds(chromium) - browser_cpu0, main_thread_s() - main0
     seen: dict[str, int] = watcher.evaluate("() => window.__seen")
     with psycopg.connect(url) as conn:
         rows = conn.execute(
@@ -179,6 +243,11 @@ def live_delay(browser, base: str, url: str, dashboards: int, rate: int, seconds
         "update_delay_ms": {"p50": pct(delays, 0.5), "p95": pct(delays, 0.95), "max": round(max(delays), 1) if delays else None},
         "app_cpu_percent": round(cpu, 1),
         "app_rss_mb": {"max": round(max(rss) / 2**20, 1) if rss else None},
+        "updates_per_tab_per_s": round(pushed / dashboards / elapsed, 1),
+        "app_cpu_ms_per_update": round(app_cpu * 1000 / max(pushed, 1), 2),
+        "browser_cpu_ms_per_update": round(browser_cpu * 1000 / max(pushed, 1), 2),
+        "browser_main_thread_ms_per_update": round(main_thread * 1000 / max(pushed, 1), 2),
+        "browser_cpu_percent": round(browser_cpu * 100 / elapsed, 1),
     }
 
 
@@ -190,6 +259,8 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--port", type=int, default=3400)
+    parser.add_argument("--no-paint", action="store_true", help="skip the first-paint measurements")
+    parser.add_argument("--launch", choices=("serve", "dev"), default="serve", help="how the app runs (see above)")
     args = parser.parse_args()
     os.environ.setdefault("OPSLOOP_E2E_PORT", str(args.port))
     if os.environ.get("OPSLOOP_BENCH_DATABASE_URL"):
@@ -198,11 +269,11 @@ def main() -> None:
 
     from opsloop.backend.db import upgrade_database
 
-    report: dict = {"bench": "dashboard", "tasks_in_db": args.tasks, "logs_in_db": args.logs}
+    report: dict = {"bench": "dashboard", "tasks_in_db": args.tasks, "logs_in_db": args.logs, "launch": args.launch}
     with fresh_database("opsloop_bench_dash") as url, ExitStack() as stack:
         upgrade_database(url)
         report["load_s"] = load_data(url, args.tasks, args.logs)
-        app = dashboard_process(url, name="bench-dashboard").start(timeout=180)
+        app = (served_dashboard(url, args.port) if args.launch == "serve" else dashboard_process(url, name="bench-dashboard")).start(timeout=180)
         stack.callback(app.stop)
         echo = echo_agent(url, app.url, name="bench-dashboard-echo").start()
         stack.callback(echo.stop)
@@ -212,8 +283,9 @@ def main() -> None:
             some_task = conn.execute("SELECT id::text FROM tasks ORDER BY updated_at DESC LIMIT 1 OFFSET %s", (args.tasks // 2,)).fetchone()[0]
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            report["first_paint_tasks"] = measure_paint(browser, app.url, "/dashboard/tasks", ".task-row")
-            report["first_paint_task_detail"] = measure_paint(browser, app.url, f"/dashboard/tasks/{some_task}", "#task-events .timeline-event")
+            if not args.no_paint:
+                report["first_paint_tasks"] = measure_paint(browser, app.url, "/dashboard/tasks", ".task-row")
+                report["first_paint_task_detail"] = measure_paint(browser, app.url, f"/dashboard/tasks/{some_task}", "#task-events .timeline-event")
             report["live"] = live_delay(browser, app.url, url, args.dashboards, args.rate, args.seconds, app.popen.pid)
             browser.close()
     print(json.dumps(report, indent=2))

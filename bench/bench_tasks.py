@@ -200,6 +200,10 @@ async def open_loop(stack: BenchStack, rate: float, n: int) -> dict[str, Any]:
     return result
 
 
+# Installed with the project's packages, beside this interpreter (the venv need not be activated).
+PY_SPY = str(Path(sys.executable).with_name("py-spy"))
+
+
 def start_profiles(stack: BenchStack, out_dir: Path, seconds: int) -> list[subprocess.Popen[bytes]]:
     """py-spy on the app and the echo agent for the next `seconds` (collapsed stacks, with idle)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -207,7 +211,7 @@ def start_profiles(stack: BenchStack, out_dir: Path, seconds: int) -> list[subpr
     targets = {**{f"app{i}": a for i, a in enumerate(stack.apps)}, "echo": stack.echo}
     for name, proc in targets.items():
         assert proc.popen is not None
-        args = ["py-spy", "record", "-p", str(proc.popen.pid), "-d", str(seconds), "-r", "200", "-f", "raw", "-o", str(out_dir / f"{name}.txt")]
+        args = [PY_SPY, "record", "-p", str(proc.popen.pid), "-d", str(seconds), "-r", "200", "-f", "raw", "-o", str(out_dir / f"{name}.txt")]
         procs.append(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     return procs
 

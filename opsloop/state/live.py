@@ -22,10 +22,14 @@ from opsloop.backend.live.bus import LiveMessage
 from opsloop.backend.runtime import get_runtime
 
 log = logging.getLogger("opsloop.dashboard.live")
-# Gathering changes for 0.3 s before pushing: with 20 dashboards open on 2 cores the browsers'
-# rendering is the bottleneck, and fewer, larger pushes cut the measured p95 delay from 9.4 s (0.08 s
-# window) to 0.9 s (bench/bench_dashboard.py).
-BATCH_WINDOW_S = 0.3
+# Pushes are throttled, not debounced: the first change after a quiet spell goes out at once (after
+# GATHER_S, which lets the other changes of the same commit arrive), and while changes keep coming a
+# tab gets at most one push per PUSH_INTERVAL_S. Each push costs every open browser a render, so the
+# interval bounds that work (with 20 dashboards on 2 cores the browsers are the bottleneck: a 0.08 s
+# debounce window gave a p95 delay of 9.4 s), while a change waits at most one interval for its push
+# instead of a whole window every time (bench/bench_dashboard.py).
+GATHER_S = 0.01
+PUSH_INTERVAL_S = 0.15
 TICK_S = 5.0
 PUSH_TIMEOUT_S = 3.0
 
@@ -93,18 +97,36 @@ async def _deliver(app: rx.App, batch: list[LiveMessage]) -> None:
             log.warning("live push failed: %s", result)
 
 
+async def _refresh(app: rx.App, only: type[rx.State] | None = None) -> None:
+    """Run `_live_tick` in every connected tab (of `only`'s page, if given)."""
+    connected = _connected(app)
+    jobs = [
+        _push(app, token, interest, None)
+        for token, interest in list(_interests.items())
+        if token in connected and hasattr(interest.state, "_live_tick") and only in (None, interest.state)
+    ]
+    for result in await asyncio.gather(*jobs, return_exceptions=True):
+        if isinstance(result, Exception):
+            log.warning("live tick failed: %s", result)
+
+
+_app: rx.App | None = None
+_refreshing: set[asyncio.Task] = set()
+
+
+def refresh_soon(state: type[rx.State]) -> None:
+    """Run `state._live_tick` in its open tabs now rather than at the next tick: for data a push
+    did not wait for (the tasks view's counts are refreshed in the background)."""
+    if _app is not None:
+        task = asyncio.create_task(_refresh(_app, state))
+        _refreshing.add(task)
+        task.add_done_callback(_refreshing.discard)
+
+
 async def _tick(app: rx.App) -> None:
     while True:
         await asyncio.sleep(TICK_S)
-        connected = _connected(app)
-        jobs = [
-            _push(app, token, interest, None)
-            for token, interest in list(_interests.items())
-            if token in connected and hasattr(interest.state, "_live_tick")
-        ]
-        for result in await asyncio.gather(*jobs, return_exceptions=True):
-            if isinstance(result, Exception):
-                log.warning("live tick failed: %s", result)
+        await _refresh(app)
 
 
 async def live_pusher(app: rx.App) -> None:
@@ -112,7 +134,11 @@ async def live_pusher(app: rx.App) -> None:
     rt = get_runtime()
     while not rt.started:
         await asyncio.sleep(0.1)
+    global _app
+    _app = app
     ticker = asyncio.create_task(_tick(app))
+    loop = asyncio.get_running_loop()
+    last_push = -PUSH_INTERVAL_S
     try:
         while True:
             sub = rt.bus.subscribe(maxsize=50_000)
@@ -120,7 +146,8 @@ async def live_pusher(app: rx.App) -> None:
                 first = await sub.get()
                 if first is None:  # we fell behind: start over with a fresh subscription
                     break
-                await asyncio.sleep(BATCH_WINDOW_S)
+                await asyncio.sleep(max(GATHER_S, last_push + PUSH_INTERVAL_S - loop.time()))
+                last_push = loop.time()
                 batch = [first]
                 with contextlib.suppress(asyncio.QueueEmpty):
                     while True:

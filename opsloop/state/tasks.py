@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,9 +16,10 @@ from opsloop.backend.live.bus import LiveMessage
 from opsloop.backend.models import TASK_STATUSES
 from opsloop.backend.runtime import get_runtime
 from opsloop.backend.tasks import repository as repo
-from opsloop.state.display import task_row
-from opsloop.state.live import watch
+from opsloop.state.display import task_table_row
+from opsloop.state.live import refresh_soon, watch
 
+log = logging.getLogger("opsloop.dashboard.tasks")
 PAGE_SIZE = 25
 WINDOWS = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 FILTER_KEYS = ("status", "type", "corr", "trace", "window")
@@ -32,7 +34,7 @@ async def cached_counts(params: dict[str, str]) -> dict[str, int]:
     Single-flight: when twenty open dashboards ask at once, one query runs and the rest wait for
     its answer (a count over a big table is the most expensive thing a live push does).
     """
-    key = tuple(sorted((k, v) for k, v in params.items() if v and k != "status"))
+    key = _counts_key(params)
     hit = _count_cache.get(key)
     if hit and time.monotonic() - hit[0] < COUNTS_TTL_S:
         return hit[1]
@@ -48,6 +50,40 @@ async def cached_counts(params: dict[str, str]) -> dict[str, int]:
     return counts
 
 
+_count_refreshes: dict[tuple, asyncio.Task] = {}
+
+
+def live_counts(params: dict[str, str]) -> dict[str, int] | None:
+    """Counts for a live push, without waiting: the cached ones (None before the first query).
+
+    A live push never waits for the count query (over many tasks it takes longer than the push
+    itself, and every open tab would wait for it). Instead one refresh per filter set is scheduled
+    for when the cached counts expire; it then updates the open tasks views, so the counts settle
+    at most COUNTS_TTL_S after the last change and are queried at most once per COUNTS_TTL_S."""
+    key = _counts_key(params)
+    hit = _count_cache.get(key)
+    if key not in _count_refreshes:
+        delay = max(0.0, hit[0] + COUNTS_TTL_S - time.monotonic()) if hit else 0.0
+        _count_refreshes[key] = asyncio.create_task(_refresh_counts(key, params, delay))
+    return hit[1] if hit else None
+
+
+async def _refresh_counts(key: tuple, params: dict[str, str], delay: float) -> None:
+    try:
+        await asyncio.sleep(delay)
+        await cached_counts(params)
+    except Exception as exc:  # the database is away: the next push or tick tries again
+        log.warning("refreshing the task counts failed: %s", exc)
+        return
+    finally:
+        _count_refreshes.pop(key, None)
+    refresh_soon(TasksState)
+
+
+def _counts_key(params: dict[str, str]) -> tuple:
+    return tuple(sorted((k, v) for k, v in params.items() if v and k != "status"))
+
+
 def query_filters(params: dict[str, str]) -> dict[str, Any]:
     window = WINDOWS.get(params.get("window", ""))
     return {
@@ -59,8 +95,15 @@ def query_filters(params: dict[str, str]) -> dict[str, Any]:
     }
 
 
-class TasksState(rx.State):
+class TaskRowsState(rx.State):
+    """The rows shown, in a state of their own: every component that reads a state re-renders when
+    any var of that state changes, and live updates change the rows many times a second, so they
+    should re-render the table and nothing else (not the filters, selects and buttons)."""
+
     rows: list[dict[str, str]] = []
+
+
+class TasksState(rx.State):
     counts: list[list[str]] = []
     status: str = ""
     type: str = ""
@@ -98,9 +141,9 @@ class TasksState(rx.State):
         except DomainError as exc:
             self.error = exc.message
             rows, counts = [], {}
-        self.rows = [task_row(r) for r in rows]
+        (await self.get_state(TaskRowsState)).rows = [task_table_row(r) for r in rows]
         self.has_next = self._next_cursor is not None
-        self.counts = [[s, str(counts.get(s, 0))] for s in TASK_STATUSES]
+        self.counts = _count_items(counts)
         self.loading = False
 
     @rx.event
@@ -146,20 +189,53 @@ class TasksState(rx.State):
         )
 
     async def _apply_live(self, msgs: list[LiveMessage]) -> None:
-        """Update shown rows in place; on the first page, new matching tasks appear on top."""
-        rows = list(self.rows)
+        """Update shown rows in place; on the first page, new matching tasks appear on top.
+
+        Runs once per open tab for every batch of changes, so it stays cheap: each message is
+        turned into a row once for all tabs (`_shown`), the rows are read without Reflex's change
+        tracking proxies, and a var is only assigned when its value changed (every assigned var
+        is sent to the tab)."""
+        table = await self.get_state(TaskRowsState)
+        current: list[dict[str, str]] = table.get_value("rows")
+        rows = list(current)
         index = {r["id"]: i for i, r in enumerate(rows)}
+        fresh: list[dict[str, str]] = []  # tasks new to this view, oldest first
+        fresh_index: dict[str, int] = {}
         for msg in msgs:
-            new = task_row(msg.row)
-            if new["id"] in index:
-                i = index[new["id"]]
+            new = _shown(msg)
+            if (i := index.get(new["id"])) is not None:
                 if int(new["version"]) >= int(rows[i]["version"]):
                     rows[i] = new
+            elif (i := fresh_index.get(new["id"])) is not None:
+                if int(new["version"]) >= int(fresh[i]["version"]):
+                    fresh[i] = new
             elif self.page == 1 and (not self.status or new["status"] == self.status):
-                rows.insert(0, new)
-                index = {r["id"]: i for i, r in enumerate(rows)}
+                fresh_index[new["id"]] = len(fresh)
+                fresh.append(new)
+        rows = fresh[::-1] + rows
         if self.status:
             rows = [r for r in rows if r["status"] == self.status]
-        self.rows = rows[:PAGE_SIZE]
-        counts = await cached_counts(self._params())
-        self.counts = [[s, str(counts.get(s, 0))] for s in TASK_STATUSES]
+        rows = rows[:PAGE_SIZE]
+        if rows != current:
+            table.rows = rows
+        fresh_counts = live_counts(self._params())
+        if fresh_counts is not None and (counts := _count_items(fresh_counts)) != self.get_value("counts"):
+            self.counts = counts
+
+    async def _live_tick(self) -> None:
+        """Every few seconds: counts settle after the last change even when no push follows it."""
+        counts = _count_items(await cached_counts(self._params()))
+        if counts != self.get_value("counts"):
+            self.counts = counts
+
+
+def _shown(msg: LiveMessage) -> dict[str, str]:
+    """The table row of a task message, computed once however many tabs show it."""
+    row = msg.cache.get("dashboard.task_table_row")
+    if row is None:
+        row = msg.cache["dashboard.task_table_row"] = task_table_row(msg.row)
+    return row
+
+
+def _count_items(counts: dict[str, int]) -> list[list[str]]:
+    return [[s, str(counts.get(s, 0))] for s in TASK_STATUSES]

@@ -27,7 +27,8 @@ def test_create_task_from_form_and_watch_it_finish(page, dashboard) -> None:
     page.wait_for_selector("#page-title")
     table = page.context.new_page()
     table.goto(dashboard.url + "/dashboard/tasks")
-    table.wait_for_selector("#status-counts")
+    table.wait_for_selector("#status-counts .count-chip[data-status='done']")
+    done_before = int(table.get_attribute("#status-counts .count-chip[data-status='done']", "data-count"))
     page.goto(dashboard.url + "/dashboard/new")
     page.wait_for_selector("#new-payload")
     page.fill("#new-correlation", corr)
@@ -45,6 +46,10 @@ def test_create_task_from_form_and_watch_it_finish(page, dashboard) -> None:
     assert "from the dashboard" in page.locator("#task-result").inner_text()
     shot(page, "task-detail")
     table.wait_for_selector(f".task-row[data-task-id='{task_id}'][data-status='done']", timeout=2000)
+    # The counts follow without a reload too (they are cached for 2 s, then refreshed and pushed).
+    table.wait_for_function(
+        f"Number(document.querySelector(\"#status-counts .count-chip[data-status='done']\").dataset.count) > {done_before}", timeout=4000
+    )
     shot(table, "tasks")
     table.close()
 
