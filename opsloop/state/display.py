@@ -38,24 +38,6 @@ def pretty_block(value: Any) -> str:
     return json.dumps(value, indent=2, default=str, ensure_ascii=False)
 
 
-def task_row(t: dict[str, Any]) -> dict[str, str]:
-    return {
-        "id": str(t["id"]),
-        "short_id": str(t["id"])[:8],
-        "type": t["type"],
-        "status": t["status"],
-        "source": t["source"],
-        "agent": t.get("agent_slug") or "",
-        "correlation_id": t.get("correlation_id") or "",
-        "trace_id": t["trace_id"],
-        "attempts": f"{t['attempts']}/{t['max_attempts']}",
-        "version": str(t["version"]),
-        "created": stamp(t["created_at"]),
-        "updated": clock(t["updated_at"]),
-        "duration": duration(t["created_at"], t.get("finished_at")),
-    }
-
-
 def task_table_row(t: dict[str, Any]) -> dict[str, str]:
     """A row of the tasks table: what the table shows, plus the version live updates are ordered
     by. The rows are sent to every open tasks view many times a second, so nothing else."""
@@ -72,6 +54,11 @@ def task_table_row(t: dict[str, Any]) -> dict[str, str]:
         "updated": clock(t["updated_at"]),
         "duration": duration(t["created_at"], t.get("finished_at")),
     }
+
+
+def task_row(t: dict[str, Any]) -> dict[str, str]:
+    """A task as the detail and Render views show it: the table row with its trace id and creation time."""
+    return {**task_table_row(t), "trace_id": t["trace_id"], "created": stamp(t["created_at"])}
 
 
 def event_row(e: dict[str, Any]) -> dict[str, str]:
