@@ -27,6 +27,8 @@ def nav_link(label: str, href: str, icon: str) -> rx.Component:
         padding_x="0.75em",
         padding_y="0.4em",
         border_radius="6px",
+        flex_shrink="0",
+        white_space="nowrap",
         _hover={"background": rx.color("gray", 4)},
         id=f"nav-{label.lower().replace(' ', '-')}",
     )
@@ -36,7 +38,19 @@ def navbar() -> rx.Component:
     return rx.box(
         rx.hstack(
             rx.hstack(rx.icon("refresh-cw", size=20, color=rx.color("accent", 10)), rx.heading("opsloop", size="4"), align="center"),
-            rx.hstack(*[nav_link(*item) for item in NAV], spacing="1", wrap="wrap", flex="1", justify="center"),
+            # On a phone the links take a row of their own below the name and the user, scrolled
+            # sideways, rather than wrapping into a header taller than the page's first screen.
+            rx.hstack(
+                *[nav_link(*item) for item in NAV],
+                spacing="1",
+                wrap=rx.breakpoints(initial="nowrap", md="wrap"),
+                flex="1",
+                flex_basis=rx.breakpoints(initial="100%", md="auto"),
+                order=rx.breakpoints(initial="3", md="0"),
+                justify=rx.breakpoints(initial="start", md="center"),
+                overflow_x="auto",
+                id="nav-links",
+            ),
             rx.hstack(
                 rx.text(SessionState.user, size="2", color_scheme="gray", id="signed-in-user"),
                 rx.el.form(
@@ -50,7 +64,7 @@ def navbar() -> rx.Component:
             align="center",
             justify="between",
             wrap="wrap",
-            spacing="4",
+            spacing=rx.breakpoints(initial="2", md="4"),
         ),
         padding_x="1.5em",
         padding_y="0.75em",

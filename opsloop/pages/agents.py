@@ -13,7 +13,7 @@ def agent_row(r: rx.Var[dict[str, str]]) -> rx.Component:
         rx.table.cell(rx.text(r["slug"], weight="medium")),
         rx.table.cell(r["kind"]),
         rx.table.cell(r["types"]),
-        rx.table.cell(rx.code(r["url"]), display=["none", "table-cell"]),
+        rx.table.cell(rx.cond(r["url"] != "", rx.code(r["url"]), rx.text("-")), display=["none", "table-cell"]),
         rx.table.cell(r["age"]),
         rx.table.cell(rx.badge(r["live"], color_scheme=rx.cond(r["live"] == "live", "green", "orange"))),
         class_name="agent-row",

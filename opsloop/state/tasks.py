@@ -51,33 +51,38 @@ async def cached_counts(params: dict[str, str]) -> dict[str, int]:
 
 
 _count_refreshes: dict[tuple, asyncio.Task] = {}
+_counts_changed: set[tuple] = set()
 
 
 def live_counts(params: dict[str, str]) -> dict[str, int] | None:
     """Counts for a live push, without waiting: the cached ones (None before the first query).
 
     A live push never waits for the count query (over many tasks it takes longer than the push
-    itself, and every open tab would wait for it). Instead one refresh per filter set is scheduled
-    for when the cached counts expire; it then updates the open tasks views, so the counts settle
-    at most COUNTS_TTL_S after the last change and are queried at most once per COUNTS_TTL_S."""
+    itself, and every open tab would wait for it). Instead one refresh per filter set runs when
+    the cached counts expire, and again as long as changes keep coming (a change that arrives
+    while the query runs may not be in its answer); each refresh is pushed to the open tasks
+    views. So the counts settle at most COUNTS_TTL_S after the last change, and are queried at
+    most once per COUNTS_TTL_S."""
     key = _counts_key(params)
-    hit = _count_cache.get(key)
+    _counts_changed.add(key)
     if key not in _count_refreshes:
-        delay = max(0.0, hit[0] + COUNTS_TTL_S - time.monotonic()) if hit else 0.0
-        _count_refreshes[key] = asyncio.create_task(_refresh_counts(key, params, delay))
+        _count_refreshes[key] = asyncio.create_task(_refresh_counts(key, params))
+    hit = _count_cache.get(key)
     return hit[1] if hit else None
 
 
-async def _refresh_counts(key: tuple, params: dict[str, str], delay: float) -> None:
+async def _refresh_counts(key: tuple, params: dict[str, str]) -> None:
     try:
-        await asyncio.sleep(delay)
-        await cached_counts(params)
-    except Exception as exc:  # the database is away: the next push or tick tries again
+        while key in _counts_changed:
+            hit = _count_cache.get(key)
+            await asyncio.sleep(max(0.0, hit[0] + COUNTS_TTL_S - time.monotonic()) if hit else 0.0)
+            _counts_changed.discard(key)
+            await cached_counts(params)
+            refresh_soon(TasksState)
+    except Exception as exc:  # the database is away: the next change tries again
         log.warning("refreshing the task counts failed: %s", exc)
-        return
     finally:
         _count_refreshes.pop(key, None)
-    refresh_soon(TasksState)
 
 
 def _counts_key(params: dict[str, str]) -> tuple:
