@@ -103,20 +103,23 @@ TABLE_CSS = {
     },
     "& .task-id:hover": {"background-color": "var(--accent-a4)"},
     "& .task-corr": {"font-size": "var(--font-size-1)", "color": "var(--gray-11)"},
-    "@media screen and (max-width: 48em)": {f"& .{WIDE}": {"display": "none"}},
-    "@media screen and (max-width: 30em)": {f"& .{NARROW}": {"display": "none"}},
+    # The complements of Radix's `md` and `xs` breakpoints (min-width 48em / 30em), so that no width
+    # is in both.
+    "@media not all and (min-width: 48em)": {f"& .{WIDE}": {"display": "none"}},
+    "@media not all and (min-width: 30em)": {f"& .{NARROW}": {"display": "none"}},
 }
 
 
-def _cell(content: rx.Var | rx.Component, extra: str = "") -> rx.Component:
-    return rx.el.div(content, class_name=f"{CELL} {extra}".strip(), role="cell")
+def _cell(content: rx.Var | rx.Component, extra: str = "", title: rx.Var | None = None) -> rx.Component:
+    """A cell; text cut short by the column's width is shown whole in `title` (on hover)."""
+    return rx.el.div(content, class_name=f"{CELL} {extra}".strip(), role="cell", title=title)
 
 
 @rx.memo
 def task_table_row(row: rx.Var[dict[str, str]]) -> rx.Component:
     return rx.el.div(
         _cell(router_link(row["short_id"], to="/dashboard/tasks/" + row["id"], class_name="task-id")),
-        _cell(row["type"]),
+        _cell(row["type"], title=row["type"]),
         _cell(
             rx.el.span(
                 row["status"],
@@ -124,9 +127,9 @@ def task_table_row(row: rx.Var[dict[str, str]]) -> rx.Component:
                 data_accent_color=rx.match(row["status"], *STATUS_COLORS.items(), "gray"),
             )
         ),
-        _cell(row["agent"]),
+        _cell(row["agent"], title=row["agent"]),
         _cell(row["source"], WIDE),
-        _cell(row["correlation_id"], f"{WIDE} task-corr"),
+        _cell(row["correlation_id"], f"{WIDE} task-corr", title=row["correlation_id"]),
         _cell(row["attempts"]),
         _cell(row["duration"], NARROW),
         _cell(row["updated"]),

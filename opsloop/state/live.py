@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,31 +95,35 @@ async def _deliver(app: rx.App, batch: list[LiveMessage]) -> None:
             jobs.append(_push(app, token, interest, relevant))
     for result in await asyncio.gather(*jobs, return_exceptions=True):
         if isinstance(result, Exception):
-            log.warning("live push failed: %s", result)
+            log.warning("live push failed: %r", result)
 
 
-async def _refresh(app: rx.App, only: type[rx.State] | None = None) -> None:
-    """Run `_live_tick` in every connected tab (of `only`'s page, if given)."""
+async def _refresh(app: rx.App, only: type[rx.State] | None = None, params: Callable[[dict[str, Any]], bool] | None = None) -> None:
+    """Run `_live_tick` in every connected tab (of `only`'s page, with `params` matching its filters, if given)."""
     connected = _connected(app)
     jobs = [
         _push(app, token, interest, None)
         for token, interest in list(_interests.items())
-        if token in connected and hasattr(interest.state, "_live_tick") and only in (None, interest.state)
+        if token in connected
+        and hasattr(interest.state, "_live_tick")
+        and only in (None, interest.state)
+        and (params is None or params(interest.params))
     ]
     for result in await asyncio.gather(*jobs, return_exceptions=True):
         if isinstance(result, Exception):
-            log.warning("live tick failed: %s", result)
+            log.warning("live tick failed: %r", result)
 
 
 _app: rx.App | None = None
 _refreshing: set[asyncio.Task] = set()
 
 
-def refresh_soon(state: type[rx.State]) -> None:
-    """Run `state._live_tick` in its open tabs now rather than at the next tick: for data a push
-    did not wait for (the tasks view's counts are refreshed in the background)."""
+def refresh_soon(state: type[rx.State], params: Callable[[dict[str, Any]], bool] | None = None) -> None:
+    """Run `state._live_tick` in its open tabs (those whose filters `params` accepts) now rather
+    than at the next tick: for data a push did not wait for (the tasks view's counts are refreshed
+    in the background)."""
     if _app is not None:
-        task = asyncio.create_task(_refresh(_app, state))
+        task = asyncio.create_task(_refresh(_app, state, params))
         _refreshing.add(task)
         task.add_done_callback(_refreshing.discard)
 
@@ -159,3 +164,5 @@ async def live_pusher(app: rx.App) -> None:
             rt.bus.unsubscribe(sub)
     finally:
         ticker.cancel()
+        for task in list(_refreshing):
+            task.cancel()

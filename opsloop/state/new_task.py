@@ -70,10 +70,13 @@ class NewTaskState(rx.State):
         _, self.payload_error = parse_payload(self.payload_text)
 
     @rx.event
-    async def submit(self):
-        payload, problem = parse_payload(self.payload_text)
-        if problem:
-            self.payload_error = problem
+    async def submit(self, form: dict[str, Any]):
+        """The form's fields as they are now (the payload's own updates may still be on the way)."""
+        self.payload_text = str(form.get("payload", self.payload_text))
+        self.source = str(form.get("source", self.source))[:200]
+        self.correlation_id = str(form.get("correlation_id", self.correlation_id))[:200]
+        payload, self.payload_error = parse_payload(self.payload_text)
+        if self.payload_error:
             return
         if not self.task_type or not self.source.strip():
             self.error = "Choose a type and give a source."

@@ -14,6 +14,7 @@ import reflex as rx
 from opsloop.backend.errors import DomainError
 from opsloop.backend.live.bus import LiveMessage
 from opsloop.backend.models import TASK_STATUSES
+from opsloop.backend.paging import encode_cursor
 from opsloop.backend.runtime import get_runtime
 from opsloop.backend.tasks import repository as repo
 from opsloop.state.display import task_table_row
@@ -28,25 +29,32 @@ _count_cache: dict[tuple, tuple[float, dict[str, int]]] = {}
 _count_locks: dict[tuple, asyncio.Lock] = {}
 
 
-async def cached_counts(params: dict[str, str]) -> dict[str, int]:
+def _fresh(hit: tuple[float, dict[str, int]] | None, newer_than: float | None = None) -> bool:
+    """A cached count is fresh for COUNTS_TTL_S after its query started (and, with `newer_than`,
+    only if the query started after that moment: it must include what changed then)."""
+    return hit is not None and time.monotonic() - hit[0] < COUNTS_TTL_S and (newer_than is None or hit[0] >= newer_than)
+
+
+async def cached_counts(params: dict[str, str], newer_than: float | None = None) -> dict[str, int]:
     """Counts by status, shared by every tab with the same filters for COUNTS_TTL_S.
 
     Single-flight: when twenty open dashboards ask at once, one query runs and the rest wait for
-    its answer (a count over a big table is the most expensive thing a live push does).
+    its answer (a count over a big table is the most expensive thing the tasks view does).
     """
     key = _counts_key(params)
     hit = _count_cache.get(key)
-    if hit and time.monotonic() - hit[0] < COUNTS_TTL_S:
-        return hit[1]
+    if _fresh(hit, newer_than):
+        return hit[1]  # type: ignore[index]
     async with _count_locks.setdefault(key, asyncio.Lock()):
         hit = _count_cache.get(key)
-        if hit and time.monotonic() - hit[0] < COUNTS_TTL_S:
-            return hit[1]
+        if _fresh(hit, newer_than):
+            return hit[1]  # type: ignore[index]
         filters = {k: v for k, v in query_filters(params).items() if k != "status"}
+        started = time.monotonic()
         counts = await repo.count_by_status(get_runtime().pool, **filters)
         if len(_count_cache) > 500:
             _count_cache.clear()
-        _count_cache[key] = (time.monotonic(), counts)
+        _count_cache[key] = (started, counts)
     return counts
 
 
@@ -54,20 +62,22 @@ _count_refreshes: dict[tuple, asyncio.Task] = {}
 _counts_changed: set[tuple] = set()
 
 
-def live_counts(params: dict[str, str]) -> dict[str, int] | None:
-    """Counts for a live push, without waiting: the cached ones (None before the first query).
+def live_counts(params: dict[str, str], changed: bool = True) -> dict[str, int] | None:
+    """Counts for a live push or tick, without waiting: the cached ones (None before the first query).
 
-    A live push never waits for the count query (over many tasks it takes longer than the push
-    itself, and every open tab would wait for it). Instead one refresh per filter set runs when
-    the cached counts expire, and again as long as changes keep coming (a change that arrives
-    while the query runs may not be in its answer); each refresh is pushed to the open tasks
-    views. So the counts settle at most COUNTS_TTL_S after the last change, and are queried at
-    most once per COUNTS_TTL_S."""
+    A push never waits for the count query (over many tasks it takes longer than the push itself,
+    and every open tab would wait for it). Instead one refresh per filter set runs when the cached
+    counts expire, and again as long as changes keep coming (each refresh only accepts a count
+    whose query started after the changes it follows); each refresh is then pushed to the open
+    tasks views with those filters. So the counts settle at most COUNTS_TTL_S after the last
+    change, and are queried at most once per COUNTS_TTL_S. `changed=False` (a tick) only asks for
+    a refresh when the cached counts have expired."""
     key = _counts_key(params)
-    _counts_changed.add(key)
-    if key not in _count_refreshes:
-        _count_refreshes[key] = asyncio.create_task(_refresh_counts(key, params))
     hit = _count_cache.get(key)
+    if changed or not _fresh(hit):
+        _counts_changed.add(key)
+        if key not in _count_refreshes:
+            _count_refreshes[key] = asyncio.create_task(_refresh_counts(key, params))
     return hit[1] if hit else None
 
 
@@ -76,11 +86,13 @@ async def _refresh_counts(key: tuple, params: dict[str, str]) -> None:
         while key in _counts_changed:
             hit = _count_cache.get(key)
             await asyncio.sleep(max(0.0, hit[0] + COUNTS_TTL_S - time.monotonic()) if hit else 0.0)
+            changes_until = time.monotonic()
             _counts_changed.discard(key)
-            await cached_counts(params)
-            refresh_soon(TasksState)
-    except Exception as exc:  # the database is away: the next change tries again
-        log.warning("refreshing the task counts failed: %s", exc)
+            await cached_counts(params, newer_than=changes_until)
+            refresh_soon(TasksState, lambda watched: _counts_key(watched) == key)
+    except Exception as exc:  # the database is away: wait a while (no retry per push), then let the next change try
+        log.warning("refreshing the task counts failed: %r", exc)
+        await asyncio.sleep(COUNTS_TTL_S)
     finally:
         _count_refreshes.pop(key, None)
 
@@ -121,6 +133,10 @@ class TasksState(rx.State):
     error: str = ""
     _cursors: list[str | None] = [None]
     _next_cursor: str | None = None
+    # The paging key (updated_at) of each shown row as it was when the row took its place: after
+    # live updates push rows off the first page, "Older" starts after the last row shown, so the
+    # rows pushed off come next instead of being skipped.
+    _placed: dict[str, str] = {}
 
     def _params(self) -> dict[str, str]:
         return {k: getattr(self, k) for k in FILTER_KEYS if getattr(self, k)}
@@ -147,6 +163,7 @@ class TasksState(rx.State):
             self.error = exc.message
             rows, counts = [], {}
         (await self.get_state(TaskRowsState)).rows = [task_table_row(r) for r in rows]
+        self._placed = {str(r["id"]): _paging_key(r) for r in rows}
         self.has_next = self._next_cursor is not None
         self.counts = _count_items(counts)
         self.loading = False
@@ -170,9 +187,12 @@ class TasksState(rx.State):
 
     @rx.event
     async def next_page(self) -> None:
-        if self._next_cursor is None:
+        shown = (await self.get_state(TaskRowsState)).get_value("rows")
+        last = shown[-1]["id"] if shown else None
+        cursor = encode_cursor([self._placed[last], last]) if last in self._placed else self._next_cursor
+        if cursor is None:
             return
-        self._cursors = [*self._cursors[: self.page], self._next_cursor]
+        self._cursors = [*self._cursors[: self.page], cursor]
         self.page += 1
         await self._fetch()
 
@@ -200,6 +220,10 @@ class TasksState(rx.State):
         turned into a row once for all tabs (`_shown`), the rows are read without Reflex's change
         tracking proxies, and a var is only assigned when its value changed (every assigned var
         is sent to the tab)."""
+        params = self._params()
+        # Filtered again: the batch was chosen by the filters this tab had when it was gathered,
+        # and the tab may have loaded other filters since.
+        msgs = [m for m in msgs if self.live_accepts(params, m)]
         table = await self.get_state(TaskRowsState)
         current: list[dict[str, str]] = table.get_value("rows")
         rows = list(current)
@@ -220,17 +244,23 @@ class TasksState(rx.State):
         rows = fresh[::-1] + rows
         if self.status:
             rows = [r for r in rows if r["status"] == self.status]
+        if len(rows) > PAGE_SIZE and not self.has_next:
+            self.has_next = True  # rows were pushed off this page: "Older" now leads to them
         rows = rows[:PAGE_SIZE]
         if rows != current:
             table.rows = rows
-        fresh_counts = live_counts(self._params())
+            if fresh:
+                placed = {**self._placed, **{r["id"]: _shown_key(r["id"], msgs) for r in fresh}}
+                self._placed = {r["id"]: placed[r["id"]] for r in rows if r["id"] in placed}
+        fresh_counts = live_counts(params)
         if fresh_counts is not None and (counts := _count_items(fresh_counts)) != self.get_value("counts"):
             self.counts = counts
 
     async def _live_tick(self) -> None:
-        """Every few seconds: counts settle after the last change even when no push follows it."""
-        counts = _count_items(await cached_counts(self._params()))
-        if counts != self.get_value("counts"):
+        """After a count refresh, and every few seconds: show the cached counts (a refresh is
+        started when they have expired, and pushed when it is done; a tick never waits for it)."""
+        fresh_counts = live_counts(self._params(), changed=False)
+        if fresh_counts is not None and (counts := _count_items(fresh_counts)) != self.get_value("counts"):
             self.counts = counts
 
 
@@ -240,6 +270,16 @@ def _shown(msg: LiveMessage) -> dict[str, str]:
     if row is None:
         row = msg.cache["dashboard.task_table_row"] = task_table_row(msg.row)
     return row
+
+
+def _paging_key(task: dict[str, Any]) -> str:
+    updated = task["updated_at"]
+    return updated.isoformat() if isinstance(updated, datetime) else str(updated)
+
+
+def _shown_key(task_id: str, msgs: list[LiveMessage]) -> str:
+    """The paging key of the newest message about `task_id` in this batch."""
+    return next(_paging_key(m.row) for m in reversed(msgs) if str(m.row["id"]) == task_id)
 
 
 def _count_items(counts: dict[str, int]) -> list[list[str]]:

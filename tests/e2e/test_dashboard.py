@@ -92,6 +92,32 @@ def test_filters_live_in_the_url_and_paging_walks_on(page, dashboard) -> None:
     assert page.locator("#page-number").inner_text() == "page 2"
 
 
+def test_rows_pushed_off_the_first_page_by_live_tasks_are_on_the_next(page, dashboard) -> None:
+    corr = f"e2e-push-{uuid.uuid4().hex[:6]}"
+    with api(dashboard) as c:
+        for i in range(25):
+            assert c.post("/task", json={"type": "echo", "source": "e2e", "correlationId": corr, "payload": {"i": i}}).status_code == 202
+        wait_for(lambda: task_count(dashboard, corr) == 25, what="25 tasks")
+        wait_for(lambda: all(t["status"] == "done" for t in c.get("/tasks", params={"corrId": corr}).json()["tasks"]), what="all done")
+        login(page, dashboard.url, path="/dashboard/tasks")
+        page.wait_for_selector("#status-counts")
+        page.goto(f"{dashboard.url}/dashboard/tasks?corr={corr}")
+        page.wait_for_function("document.querySelectorAll('.task-row').length === 25")
+        assert page.locator("#next-page").is_disabled()  # exactly one page
+        first = page.locator(".task-row").evaluate_all("els => els.map(e => e.dataset.taskId)")
+        for i in range(3):
+            assert c.post("/task", json={"type": "echo", "source": "e2e", "correlationId": corr, "payload": {"live": i}}).status_code == 202
+    page.wait_for_function(
+        f"document.querySelector('.task-row').dataset.taskId !== '{first[0]}' && document.querySelectorAll('.task-row').length === 25"
+    )
+    page.wait_for_function(f"!document.querySelector('.task-row[data-task-id=\"{first[-3]}\"]')", timeout=5000)
+    page.wait_for_selector("#next-page:not([disabled])", timeout=5000)
+    page.click("#next-page")
+    page.wait_for_function("document.querySelectorAll('.task-row').length === 3")
+    second = page.locator(".task-row").evaluate_all("els => els.map(e => e.dataset.taskId)")
+    assert second == first[-3:], (second, first[-3:])
+
+
 def test_cancel_queued_and_retry_failed_from_detail(page, dashboard) -> None:
     # An agent nobody runs, with a long backoff: its task sits queued between attempts.
     with httpx.Client(base_url=dashboard.url, headers={"X-Internal-Key": INTERNAL_KEY}) as svc:
