@@ -69,12 +69,17 @@ def test_invalid_payload_shows_error_and_creates_nothing(page, dashboard) -> Non
     assert task_count(dashboard, corr) == 0
 
 
+def create_echo_tasks(dashboard, corr: str, count: int) -> None:
+    """`count` echo tasks with correlation id `corr`, created and listed."""
+    with api(dashboard) as c:
+        for i in range(count):
+            assert c.post("/task", json={"type": "echo", "source": "e2e", "correlationId": corr, "payload": {"i": i}}).status_code == 202
+    wait_for(lambda: task_count(dashboard, corr) == count, what=f"{count} tasks")
+
+
 def test_filters_live_in_the_url_and_paging_walks_on(page, dashboard) -> None:
     corr = f"e2e-page-{uuid.uuid4().hex[:6]}"
-    with api(dashboard) as c:
-        for i in range(30):
-            assert c.post("/task", json={"type": "echo", "source": "e2e", "correlationId": corr, "payload": {"i": i}}).status_code == 202
-    wait_for(lambda: task_count(dashboard, corr) == 30, what="30 tasks")
+    create_echo_tasks(dashboard, corr, 30)
     login(page, dashboard.url, path="/dashboard/tasks")
     page.wait_for_selector("#filter-corr")
     page.fill("#filter-corr", corr)
@@ -94,10 +99,8 @@ def test_filters_live_in_the_url_and_paging_walks_on(page, dashboard) -> None:
 
 def test_rows_pushed_off_the_first_page_by_live_tasks_are_on_the_next(page, dashboard) -> None:
     corr = f"e2e-push-{uuid.uuid4().hex[:6]}"
+    create_echo_tasks(dashboard, corr, 25)
     with api(dashboard) as c:
-        for i in range(25):
-            assert c.post("/task", json={"type": "echo", "source": "e2e", "correlationId": corr, "payload": {"i": i}}).status_code == 202
-        wait_for(lambda: task_count(dashboard, corr) == 25, what="25 tasks")
         wait_for(lambda: all(t["status"] == "done" for t in c.get("/tasks", params={"corrId": corr}).json()["tasks"]), what="all done")
         login(page, dashboard.url, path="/dashboard/tasks")
         page.wait_for_selector("#status-counts")
