@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -14,7 +15,6 @@ import reflex as rx
 from opsloop.backend.errors import DomainError
 from opsloop.backend.live.bus import LiveMessage
 from opsloop.backend.models import TASK_STATUSES
-from opsloop.backend.paging import encode_cursor
 from opsloop.backend.runtime import get_runtime
 from opsloop.backend.tasks import repository as repo
 from opsloop.state.display import task_table_row
@@ -133,9 +133,9 @@ class TasksState(rx.State):
     error: str = ""
     _cursors: list[str | None] = [None]
     _next_cursor: str | None = None
-    # The paging key (updated_at) of each shown row as it was when the row took its place: after
-    # live updates push rows off the first page, "Older" starts after the last row shown, so the
-    # rows pushed off come next instead of being skipped.
+    # The paging cursor of each shown row as it was when the row took its place: after live
+    # updates push rows off the first page, "Older" starts after the last row shown, so the rows
+    # pushed off come next instead of being skipped.
     _placed: dict[str, str] = {}
 
     def _params(self) -> dict[str, str]:
@@ -163,7 +163,7 @@ class TasksState(rx.State):
             self.error = exc.message
             rows, counts = [], {}
         (await self.get_state(TaskRowsState)).rows = [task_table_row(r) for r in rows]
-        self._placed = {str(r["id"]): _paging_key(r) for r in rows}
+        self._placed = {str(r["id"]): repo.task_cursor(r) for r in rows}
         self.has_next = self._next_cursor is not None
         self.counts = _count_items(counts)
         self.loading = False
@@ -189,7 +189,7 @@ class TasksState(rx.State):
     async def next_page(self) -> None:
         shown = (await self.get_state(TaskRowsState)).get_value("rows")
         last = shown[-1]["id"] if shown else None
-        cursor = encode_cursor([self._placed[last], last]) if last in self._placed else self._next_cursor
+        cursor = self._placed.get(last) or self._next_cursor
         if cursor is None:
             return
         self._cursors = [*self._cursors[: self.page], cursor]
@@ -217,7 +217,7 @@ class TasksState(rx.State):
         """Update shown rows in place; on the first page, new matching tasks appear on top.
 
         Runs once per open tab for every batch of changes, so it stays cheap: each message is
-        turned into a row once for all tabs (`_shown`), the rows are read without Reflex's change
+        turned into a row once for all tabs (`_cached`), the rows are read without Reflex's change
         tracking proxies, and a var is only assigned when its value changed (every assigned var
         is sent to the tab)."""
         params = self._params()
@@ -230,17 +230,23 @@ class TasksState(rx.State):
         index = {r["id"]: i for i, r in enumerate(rows)}
         fresh: list[dict[str, str]] = []  # tasks new to this view, oldest first
         fresh_index: dict[str, int] = {}
+        fresh_cursors: dict[str, str] = {}
         for msg in msgs:
-            new = _shown(msg)
+            new = _cached(msg, "dashboard.task_table_row", task_table_row)
             if (i := index.get(new["id"])) is not None:
                 if int(new["version"]) >= int(rows[i]["version"]):
                     rows[i] = new
-            elif (i := fresh_index.get(new["id"])) is not None:
-                if int(new["version"]) >= int(fresh[i]["version"]):
-                    fresh[i] = new
+                continue
+            if (i := fresh_index.get(new["id"])) is not None:
+                if int(new["version"]) < int(fresh[i]["version"]):
+                    continue
+                fresh[i] = new
             elif self.page == 1 and (not self.status or new["status"] == self.status):
                 fresh_index[new["id"]] = len(fresh)
                 fresh.append(new)
+            else:
+                continue
+            fresh_cursors[new["id"]] = _cached(msg, "dashboard.task_cursor", repo.task_cursor)
         rows = fresh[::-1] + rows
         if self.status:
             rows = [r for r in rows if r["status"] == self.status]
@@ -250,36 +256,26 @@ class TasksState(rx.State):
         if rows != current:
             table.rows = rows
             if fresh:
-                placed = {**self._placed, **{r["id"]: _shown_key(r["id"], msgs) for r in fresh}}
+                placed = {**self._placed, **fresh_cursors}
                 self._placed = {r["id"]: placed[r["id"]] for r in rows if r["id"] in placed}
-        fresh_counts = live_counts(params)
-        if fresh_counts is not None and (counts := _count_items(fresh_counts)) != self.get_value("counts"):
-            self.counts = counts
+        self._show_counts(live_counts(params))
 
     async def _live_tick(self) -> None:
         """After a count refresh, and every few seconds: show the cached counts (a refresh is
         started when they have expired, and pushed when it is done; a tick never waits for it)."""
-        fresh_counts = live_counts(self._params(), changed=False)
-        if fresh_counts is not None and (counts := _count_items(fresh_counts)) != self.get_value("counts"):
-            self.counts = counts
+        self._show_counts(live_counts(self._params(), changed=False))
+
+    def _show_counts(self, counts: dict[str, int] | None) -> None:
+        """Assign the counts only when they changed (every assigned var is sent to the tab)."""
+        if counts is not None and (items := _count_items(counts)) != self.get_value("counts"):
+            self.counts = items
 
 
-def _shown(msg: LiveMessage) -> dict[str, str]:
-    """The table row of a task message, computed once however many tabs show it."""
-    row = msg.cache.get("dashboard.task_table_row")
-    if row is None:
-        row = msg.cache["dashboard.task_table_row"] = task_table_row(msg.row)
-    return row
-
-
-def _paging_key(task: dict[str, Any]) -> str:
-    updated = task["updated_at"]
-    return updated.isoformat() if isinstance(updated, datetime) else str(updated)
-
-
-def _shown_key(task_id: str, msgs: list[LiveMessage]) -> str:
-    """The paging key of the newest message about `task_id` in this batch."""
-    return next(_paging_key(m.row) for m in reversed(msgs) if str(m.row["id"]) == task_id)
+def _cached(msg: LiveMessage, name: str, make: Callable[[dict[str, Any]], Any]) -> Any:
+    """`make(msg.row)`, computed once however many tabs show the message."""
+    if name not in msg.cache:
+        msg.cache[name] = make(msg.row)
+    return msg.cache[name]
 
 
 def _count_items(counts: dict[str, int]) -> list[list[str]]:

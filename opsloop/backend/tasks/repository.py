@@ -242,9 +242,13 @@ async def list_tasks(
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
-        last = rows[-1]
-        next_cursor = encode_cursor([last["updated_at"].isoformat(), str(last["id"])])
+        next_cursor = task_cursor(rows[-1])
     return rows, next_cursor
+
+
+def task_cursor(task: Row) -> str:
+    """The `list_tasks` cursor that continues after `task` (newest update first)."""
+    return encode_cursor([task["updated_at"].isoformat(), str(task["id"])])
 
 
 async def count_by_status(pool: AsyncConnectionPool, **filters: Any) -> dict[str, int]:
