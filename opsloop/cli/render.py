@@ -76,19 +76,27 @@ def add_parser(sub: Any, url_help: str) -> None:
     deploy.add_argument("--timeout", type=float, default=1800.0, help="seconds --wait may take (default 1800)")
     deploy.add_argument("--interval", type=float, default=3.0, help="seconds between polls (default 3)")
 
-    env = command("env", "set env vars on a service, merged unless --clear (a render.env task)", _env)
+    env = command("env", "set env vars on a service, merged unless --clear, then deploy it (a render.env task)", _env)
     env.add_argument("service_id", metavar="ID", help="service id (srv-…)")
     env.add_argument("pairs", metavar="KEY=VALUE", nargs="+", help="variables to set")
     env.add_argument("--clear", action="store_true", help="replace all variables by these (Render's PUT semantics)")
+    env.add_argument("--no-deploy", action="store_true", help="change the variables only; they take effect on the next deploy")
     env.add_argument("--json", action="store_true", help="machine-readable output")
 
+    env_file_help = "env file with values of render.yaml's `sync: false` keys (wins over the environment; never printed)"
     plan = command("plan", "what `apply` would do: render.yaml against the account", _plan)
     plan.add_argument("--path", help="Blueprint file inside the repository (default render.yaml)")
+    plan.add_argument("--env-file", help=env_file_help)
     plan.add_argument("--json", action="store_true", help="machine-readable output")
 
     apply = command("apply", "carry render.yaml out (a render.apply task); asks first unless --yes", _apply)
     apply.add_argument("--path", help="Blueprint file inside the repository (default render.yaml)")
+    apply.add_argument("--env-file", help=env_file_help)
     apply.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    apply.add_argument(
+        "--wait", action="store_true", help="wait for the deploys, then check every web service's health and /config/validate (exit 3 otherwise)"
+    )
+    apply.add_argument("--timeout", type=float, default=3600.0, help="seconds the apply may take (default 3600)")
     apply.add_argument("--json", action="store_true", help="machine-readable output")
 
     render.set_defaults(func=lambda _args: _usage(render))
@@ -156,6 +164,8 @@ def _fake(args: argparse.Namespace) -> int:
     from opsloop.backend.render.fake import run_fake_render
 
     token = args.token if args.token is not None else (_settings().RENDER_API_TOKEN or None)
+    if token:
+        _check_token(token)
     sys.stderr.write(
         f"fake Render API on http://{args.host}:{args.port}/v1 ({'token required' if token else 'any token'}); "
         f"point opsloop at it with RENDER_API_BASE_URL=http://{args.host}:{args.port}/v1\n"
@@ -164,6 +174,19 @@ def _fake(args: argparse.Namespace) -> int:
         raise UsageError("--rate-scale must be positive")
     run_fake_render(args.host, args.port, token or None, build_seconds=args.build_seconds, log_level="warning", rate_scale=args.rate_scale)
     return EXIT_OK
+
+
+def _check_token(token: str) -> None:
+    """The local Render takes only a token opsloop itself accepts (infra/config.schema.json)."""
+    import jsonschema
+
+    from opsloop.backend.config import load_schema
+
+    rule = load_schema()["properties"]["RENDER_API_TOKEN"]
+    try:
+        jsonschema.validate(token, {k: v for k, v in rule.items() if not k.startswith("x-") and k != "description"})
+    except jsonschema.ValidationError as exc:
+        raise UsageError(f"--token: opsloop would refuse this RENDER_API_TOKEN ({exc.message.replace(repr(token), 'the token')})") from None
 
 
 # ----- reads: Render directly when a token is set, else through opsloop ----------------------------
@@ -288,18 +311,23 @@ def _env(args: argparse.Namespace) -> int:
     env: dict[str, str] = {}
     for pair in args.pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not _KEY.match(key):
-            raise UsageError(f"expected KEY=VALUE, got {pair.split('=')[0][:40]!r}" if sep else f"expected KEY=VALUE, got {pair[:40]!r}")
+        if not sep:
+            raise UsageError(f"expected KEY=VALUE, got {key[:40]!r} (no '=')")
+        if not _KEY.match(key):
+            raise UsageError(f"{key[:40]!r} is not a valid variable name: letters, digits, _ . - and not starting with a digit")
         env[key] = value
     with _client(args) as client:
-        resp = client.request("PATCH", f"/render/services/{args.service_id}/env", json={"env": env, "clear": args.clear})
-        result = resp.json()["env"]
+        body = {"env": env, "clear": args.clear, "deploy": not args.no_deploy}
+        out = client.request("PATCH", f"/render/services/{args.service_id}/env", json=body).json()
+    result, deploy = out["env"], out.get("deploy")
     if args.json:
-        _print_json({"env": result})
+        _print_json(out)
     else:
         for key in sorted(result):
             print(f"{key}={_mask(key, result[key])}")
-        print(f"{len(env)} set, {len(result)} in all ({'replaced' if args.clear else 'merged'})", file=sys.stderr)
+        how = "replaced" if args.clear else "merged"
+        then = f"; deploy {deploy.get('id')} started" if deploy else ("; nothing changed" if out.get("changed") is False else "; not deployed")
+        print(f"{len(env)} set, {len(result)} in all ({how}){then}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -324,9 +352,10 @@ def _raw_post(client: Any, path: str, body: Any) -> Any:
 
 def _print_plan(plan: dict[str, Any]) -> None:
     marks = {"create": "+", "update": "~", "noop": "="}
-    for s in plan.get("services", []):
+    for s in [*plan.get("resources", []), *plan.get("services", [])]:
         verb = {"create": "create", "update": "update", "noop": "no change"}.get(s["action"], s["action"])
-        print(f"{marks.get(s['action'], '?')} {s['name']} ({s['type']}): {verb}")
+        kind = "" if s.get("kind", "service") == "service" else f"{s['kind']} "
+        print(f"{marks.get(s['action'], '?')} {kind}{s['name']} ({s['type']}): {verb}")
         for c in s.get("changes", []):
             if s["action"] == "create" or c.get("old") is None:
                 print(f"    {c['field']}: {json.dumps(c.get('new'))}")
@@ -336,12 +365,56 @@ def _print_plan(plan: dict[str, Any]) -> None:
             print(f"    ! {w}")
     for note in [*plan.get("skipped", []), *plan.get("warnings", [])]:
         print(f"  note: {note}")
+    for key in plan.get("missing", []):
+        print(f"  missing: {key} (sync: false; give it in the environment or --env-file)")
+    for why in plan.get("blocked", []):
+        print(f"  blocked: {why}")
     print("nothing to do: Render matches render.yaml" if plan.get("noop") else "")
 
 
+def _secrets(args: argparse.Namespace) -> dict[str, str]:
+    """Values of render.yaml's `sync: false` keys: the environment, then --env-file (which wins)."""
+    import os
+
+    from opsloop.backend.render.agent import PayloadError, blueprint_path
+    from opsloop.backend.render.blueprint import BlueprintError, load_blueprint
+
+    try:
+        keys = {key for _, key in load_blueprint(blueprint_path(args.path), validate=False).secret_keys()}
+    except (PayloadError, BlueprintError):
+        return {}  # opsloop says what is wrong with the file
+    values = {k: v for k, v in os.environ.items() if k in keys and v}
+    if args.env_file:
+        from dotenv import dotenv_values
+
+        try:
+            with open(args.env_file, encoding="utf-8") as handle:
+                given = dotenv_values(stream=handle)
+        except OSError as exc:
+            raise UsageError(f"--env-file {args.env_file}: {exc.strerror or exc}") from None
+        values |= {k: v for k, v in given.items() if k in keys and v}
+    return values
+
+
+def _answer(client: Any, body: dict[str, Any], args: argparse.Namespace, what: str) -> dict[str, Any]:
+    """POST /render/blueprint/apply; an error answer keeps its details (problems, what was done)."""
+    from opsloop.cli.client import ClientError
+
+    resp = _raw_post(client, "/render/blueprint/apply", body)
+    data = resp.json() if resp.headers.get("content-type", "").startswith("application/json") else {}
+    if resp.status_code < 400 or "result" in data:
+        return {**data, "_status": resp.status_code}
+    if args.json:
+        _print_json(data)
+    for problem in data.get("problems") or []:
+        sys.stderr.write(f"  - {problem}\n")
+    raise ClientError(f"{what}: {resp.status_code}: {data.get('error') or resp.text[:200]}", resp.status_code)
+
+
 def _plan(args: argparse.Namespace) -> int:
+    body = {"dryRun": True, "env": _secrets(args), **({"path": args.path} if args.path else {})}
     with _client(args) as client:
-        plan = client.post("/render/blueprint/apply", {"dryRun": True, **({"path": args.path} if args.path else {})})["plan"]
+        plan = _answer(client, body, args, "plan")["plan"]
     if args.json:
         _print_json(plan)
     else:
@@ -350,26 +423,21 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _apply(args: argparse.Namespace) -> int:
-    body = {"path": args.path} if args.path else {}
-    with _client(args, timeout=660.0) as client:
+    secrets = _secrets(args)
+    body: dict[str, Any] = {"env": secrets, **({"path": args.path} if args.path else {})}
+    with _client(args, timeout=args.timeout + 60) as client:
         if not args.yes:
-            plan = client.post("/render/blueprint/apply", {"dryRun": True, **body})["plan"]
+            plan = _answer(client, {"dryRun": True, **body}, args, "plan")["plan"]
             _print_plan(plan)
-            if plan.get("noop"):
+            if plan.get("noop") and not args.wait:
                 return EXIT_OK
             if not sys.stdin.isatty():
                 raise UsageError("refusing to apply without confirmation: stdin is not a terminal (pass --yes)")
             if input("Apply these changes to Render? [y/N] ").strip().lower() not in ("y", "yes"):
                 print("not applied")
                 return EXIT_OK
-        resp = _raw_post(client, "/render/blueprint/apply", {"dryRun": False, **body})
-        data = resp.json() if resp.headers.get("content-type", "").startswith("application/json") else {}
-        if resp.status_code >= 400 and "result" not in data:
-            from opsloop.cli.client import ClientError
-
-            raise ClientError(
-                f"POST {client.url}/render/blueprint/apply → {resp.status_code}: {data.get('error') or resp.text[:200]}", resp.status_code
-            )
+        data = _answer(client, {"dryRun": False, "wait": args.wait, **body}, args, "apply")
+    status = data.pop("_status")
     result = data.get("result") or {}
     if args.json:
         _print_json(data)
@@ -381,7 +449,9 @@ def _apply(args: argparse.Namespace) -> int:
             print(f"--  {name}: not attempted")
         if not result.get("steps"):
             print("nothing to do: Render matches render.yaml")
-    if resp.status_code >= 400 or not data.get("ok", True):
-        sys.stderr.write(f"opsloop: error: {data.get('error') or 'apply stopped at a failure'}\n")
+    if status >= 400 or not data.get("ok", True):
+        bad = sorted({s["service"] for s in result.get("steps", []) if not s.get("ok")})
+        where = f" ({', '.join(bad)})" if bad else ""
+        sys.stderr.write(f"opsloop: error: {data.get('error') or 'apply stopped at a failure'}{where}\n")
         return EXIT_BAD_OUTCOME
     return EXIT_OK

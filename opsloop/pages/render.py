@@ -159,6 +159,20 @@ def env_card() -> rx.Component:
                         rx.text("Replace all variables (otherwise merge)", size="2"),
                         align="center",
                     ),
+                    rx.cond(
+                        RenderState.env_confirm != "",
+                        rx.vstack(
+                            rx.callout(RenderState.env_confirm, icon="triangle-alert", color_scheme="red", size="1", width="100%"),
+                            rx.hstack(
+                                rx.button("Replace all", color_scheme="red", on_click=RenderState.confirm_replace, id="env-replace-confirm"),
+                                rx.button("Cancel", variant="soft", color_scheme="gray", on_click=RenderState.cancel_replace),
+                                spacing="2",
+                            ),
+                            spacing="2",
+                            width="100%",
+                            id="env-replace-warning",
+                        ),
+                    ),
                     rx.hstack(
                         rx.button(
                             rx.cond(RenderState.busy == "env", rx.spinner(size="1"), rx.icon("save", size=14)),

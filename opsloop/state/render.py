@@ -47,6 +47,15 @@ def parse_env_text(text: str) -> tuple[dict[str, str], str]:
     return env, ""
 
 
+def replace_warning(current_keys: list[str], env: dict[str, str]) -> str:
+    """What "Replace all variables" would delete, said before anything is sent."""
+    gone = sorted(k for k in current_keys if k not in env)
+    if not gone:
+        return f"Replace all variables of this service by these {len(env)}?"
+    shown = ", ".join(gone[:10]) + (f" and {len(gone) - 10} more" if len(gone) > 10 else "")
+    return f"Replacing deletes {len(gone)} variable(s) not in the text: {shown}."
+
+
 def _when(ts: str | None) -> str:
     return (ts or "")[:19].replace("T", " ")
 
@@ -84,7 +93,7 @@ def fix_row(r: dict[str, Any]) -> dict[str, str]:
 
 def plan_rows(plan: dict[str, Any]) -> list[dict[str, str]]:
     rows = []
-    for s in plan.get("services", []):
+    for s in [*plan.get("resources", []), *plan.get("services", [])]:
         lines = []
         for c in s.get("changes", []):
             old, new = c.get("old"), c.get("new")
@@ -118,6 +127,7 @@ class RenderState(rx.State):
     env_current: list[list[str]] = []
     env_text: str = ""
     env_clear: bool = False
+    env_confirm: str = ""  # set: "Replace all" waits for a second, explicit click
     plan: list[dict[str, str]] = []
     plan_notes: list[str] = []
     plan_noop: bool = False
@@ -246,7 +256,7 @@ class RenderState(rx.State):
         if not self.configured or row is None:
             return
         self.env_service, self.env_name = row["id"], row["name"]
-        self.env_text, self.env_clear = "", False
+        self.env_text, self.env_clear, self.env_confirm = "", False, ""
         await self._load_env()
 
     async def _load_env(self) -> None:
@@ -265,13 +275,36 @@ class RenderState(rx.State):
     @rx.event
     def set_env_text(self, value: str) -> None:
         self.env_text = str(value)[:MAX_ENV_TEXT]
+        self.env_confirm = ""
 
     @rx.event
     def set_env_clear(self, value: bool) -> None:
         self.env_clear = value is True
+        self.env_confirm = ""
+
+    @rx.event
+    def cancel_replace(self) -> None:
+        self.env_confirm = ""
 
     @rx.event
     async def save_env(self):
+        """Merge at once; "Replace all" first shows what it would delete (``confirm_replace`` does it)."""
+        env, problem = parse_env_text(self.env_text)
+        if self.env_clear and not problem and env:
+            self.env_confirm = replace_warning([k for k, _ in self.env_current], env)
+            return
+        async for _ in self._save_env():
+            yield
+
+    @rx.event
+    async def confirm_replace(self):
+        if not self.env_confirm:
+            return
+        self.env_confirm = ""
+        async for _ in self._save_env():
+            yield
+
+    async def _save_env(self):
         if not self.configured or not self.env_service or self.busy:
             return
         env, problem = parse_env_text(self.env_text)
@@ -284,7 +317,8 @@ class RenderState(rx.State):
         try:
             out = await render.set_env(get_runtime(), self.env_service, env, self.env_clear, source="dashboard")
             verb = "replaced by" if self.env_clear else "merged with"
-            self.notice = f"Env of {self.env_name} {verb} {len(env)} variable(s); {len(out['env'])} in all."
+            deployed = f"; deploy {out['deploy'].get('id')} started" if out.get("deploy") else ""
+            self.notice = f"Env of {self.env_name} {verb} {len(env)} variable(s); {len(out['env'])} in all{deployed}."
             self.env_text, self.env_clear = "", False
             await self._load_env()
         except render.RenderFailure as exc:
@@ -305,7 +339,8 @@ class RenderState(rx.State):
         try:
             plan = await render.plan_blueprint(get_runtime())
             self.plan = plan_rows(plan)
-            self.plan_notes = [*plan.get("skipped", []), *plan.get("warnings", [])]
+            missing = [f"{m}: sync: false value missing; apply it with `opsloop render apply --env-file F`" for m in plan.get("missing", [])]
+            self.plan_notes = [*plan.get("skipped", []), *plan.get("warnings", []), *missing, *plan.get("blocked", [])]
             self.plan_noop = bool(plan.get("noop"))
             self.plan_loaded = True
         except render.RenderFailure as exc:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.processes import PASSWORD, USER, Proc, app_instance, free_port
+from tests.support.processes import PASSWORD, ROOT, USER, Proc, app_instance, free_port
 
 from .conftest import TOKEN, static_site
 from .procs import FakeProc, client, start_app, start_fake, tasks_of, wait_deploy_status
@@ -96,8 +96,9 @@ def test_deploy_wait_and_env(env: dict[str, str], sites: dict[str, str], databas
     merged = run("render", "env", sid, "A=1", "B=x=y", "SECRET_TOKEN=abc", env=env)
     assert merged.returncode == 0, merged.stderr
     assert merged.stdout.splitlines() == ["A=1", "B=x=y", "SECRET_TOKEN=***"]
-    cleared = run("render", "env", sid, "C=3", "--clear", "--json", env=env)
-    assert json.loads(cleared.stdout) == {"env": {"C": "3"}}
+    assert "deploy dep-" in merged.stderr  # the change is deployed
+    cleared = run("render", "env", sid, "C=3", "--clear", "--no-deploy", "--json", env=env)
+    assert json.loads(cleared.stdout) == {"env": {"C": "3"}, "changed": True, "deploy": None}
 
     cli_tasks = tasks_of(database_url, "render.env", "source = 'cli'") + tasks_of(database_url, "render.deploy", "source = 'cli'")
     assert len(cli_tasks) == 4 and {t["status"] for t in cli_tasks} == {"done"}
@@ -110,6 +111,11 @@ def test_errors_are_one_line_with_script_friendly_exit_codes(env: dict[str, str]
 
     bad_pair = run("render", "env", "srv-abc", "NOEQUALS", env=env)
     assert bad_pair.returncode == 2 and "KEY=VALUE" in one_line_error(bad_pair)
+    bad_key = run("render", "env", "srv-abc", "1BAD=x", env=env)
+    assert bad_key.returncode == 2 and "'1BAD' is not a valid variable name" in one_line_error(bad_key)
+
+    short = run("render", "fake", "--token", "abc", env={})
+    assert short.returncode == 2 and "opsloop would refuse this RENDER_API_TOKEN" in one_line_error(short)
 
     wrong_login = run("render", "list", env={**env, "BASIC_AUTH_PASS": "wrong-password"})
     assert wrong_login.returncode == 2 and "401" in one_line_error(wrong_login)
@@ -128,23 +134,44 @@ def test_errors_are_one_line_with_script_friendly_exit_codes(env: dict[str, str]
         app.stop()
 
 
-def test_plan_apply_and_apply_again(env: dict[str, str], database_url: str) -> None:
+def test_plan_apply_and_apply_again(env: dict[str, str], database_url: str, tmp_path) -> None:
     plan = run("render", "plan", env=env)
     assert plan.returncode == 0, plan.stderr
-    assert "+ opsloop-dashboard (static_site): create" in plan.stdout
+    assert "+ opsloop-dashboard (static_site): create" in plan.stdout and "+ database opsloop-db (postgres): create" in plan.stdout
     assert '    staticPublishPath: ".web/build/client"' in plan.stdout
+    assert "missing: opsloop: RENDER_API_TOKEN" in plan.stdout  # BASIC_AUTH_PASS comes from the environment
 
     refused = run("render", "apply", env=env, stdin="")  # not a terminal and no --yes
     assert refused.returncode == 2 and "--yes" in one_line_error(refused)
 
-    applied = run("render", "apply", "--yes", env=env)
+    missing = run("render", "apply", "--yes", env=env)
+    assert missing.returncode == 1 and "nothing was changed" in missing.stderr
+    assert "opsloop: RENDER_API_TOKEN: sync: false value missing" in missing.stderr
+
+    env_file = tmp_path / ".env.render"
+    env_file.write_text("RENDER_API_TOKEN=rnd_from_the_env_file_0123\nUNRELATED=x\n")
+    applied = run("render", "apply", "--yes", "--env-file", str(env_file), env=env)
     assert applied.returncode == 0, applied.stderr
+    assert "rnd_from_the_env_file_0123" not in applied.stdout + applied.stderr  # never printed
     created = [line.split()[1] for line in applied.stdout.splitlines() if line.startswith("ok ") and ": create" in line]
-    assert created == ["opsloop:", "opsloop-dashboard:", "opsloop-echo-agent:"], applied.stdout
-    again = run("render", "apply", "--yes", env=env)
-    assert again.returncode == 0 and "nothing to do" in again.stdout
+    assert created == ["opsloop-db:", "opsloop:", "opsloop-dashboard:", "opsloop-echo-agent:"], applied.stdout
+    again = run("render", "apply", "--yes", "--env-file", str(env_file), env=env)
+    assert again.returncode == 0 and ": create" not in again.stdout and "deploy" not in again.stdout
     assert "nothing to do" in run("render", "plan", env=env).stdout
     assert run("render", "apply", env=env, stdin="").returncode == 0  # no-op needs no confirmation
 
     applies = tasks_of(database_url, "render.apply", "source = 'cli'")
-    assert len(applies) == 2 and all(t["status"] == "done" for t in applies)
+    assert [t["status"] for t in applies] == ["error", "done", "done"]
+
+
+def test_schema_problems_are_shown_even_with_json(env: dict[str, str]) -> None:
+    broken = ROOT / "render.broken-cli-test.yaml"
+    broken.write_text("services:\n  - type: web\n    name: x\n    runtime: static-site\n")
+    try:
+        shown = run("render", "plan", "--path", broken.name, env=env)
+        assert shown.returncode == 1 and "not valid against Render's Blueprint schema" in shown.stderr
+        assert "  - services/0" in shown.stderr  # each problem, on stderr
+        as_json = run("render", "plan", "--path", broken.name, "--json", env=env)
+        assert as_json.returncode == 1 and json.loads(as_json.stdout)["problems"]
+    finally:
+        broken.unlink()

@@ -64,13 +64,21 @@ def test_render_page_lists_deploys_and_acts_through_tasks(dashboard: Proc, datab
             expect(page.locator("#env-current")).to_contain_text("GREETING")
             expect(page.locator("#env-current")).not_to_contain_text("not-shown")
 
+            page.fill("#env-text", "ONLY=this")
+            page.click("#env-clear")
+            page.click("#env-save")  # "Replace all" first says what it would delete
+            expect(page.locator("#env-replace-warning")).to_contain_text("deletes 2 variable(s) not in the text: API_TOKEN, GREETING")
+            expect(page.locator("#env-current")).to_contain_text("GREETING")  # nothing sent yet
+            page.click("#env-replace-confirm")
+            expect(page.locator("#render-notice")).to_contain_text("replaced by 1 variable(s)")
+            expect(page.locator("#env-current")).not_to_contain_text("GREETING")
+
             page.click("#blueprint-plan-button")
-            expect(page.locator("tr.plan-row[data-action='create']")).to_have_count(3)
+            expect(page.locator("tr.plan-row[data-action='create']")).to_have_count(4)  # the database and 3 services
+            expect(page.get_by_text("opsloop: RENDER_API_TOKEN: sync: false value missing")).to_be_visible()
             page.click("#blueprint-apply")
-            page.click("#blueprint-apply-confirm")
-            expect(page.locator("#render-notice")).to_contain_text("render.yaml applied", timeout=60_000)
-            expect(page.locator("#blueprint-applied .applied-step")).to_have_count(4)  # 3 creates + 1 deferred reference
-            expect(page.locator("tr.service-row[data-name='opsloop-dashboard']")).to_be_visible()
+            page.click("#blueprint-apply-confirm")  # the dashboard holds no operator secrets: refused, nothing changed
+            expect(page.get_by_role("alert")).to_contain_text("nothing was changed", timeout=60_000)
             page.screenshot(path=str(ARTIFACTS / "render-page.png"), full_page=True)
         finally:
             browser.close()

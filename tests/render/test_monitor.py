@@ -103,8 +103,8 @@ def test_empty_build_command_is_fixed_and_the_redeploy_goes_live(cluster: Cluste
         (task,) = autofix_tasks(url, sid)
         assert task["id"] == rows[0]["task_id"] and task["status"] == "done" and task["source"] == "monitor"
         seen = kinds(url, task["id"])
-        assert {"render.autofix.diagnosis", "render.autofix.patched", "render.autofix.redeploy", "done", "render.autofix.outcome"} <= set(seen)
-        assert seen[-1] == "render.autofix.outcome"
+        assert {"render.autofix.diagnosis", "render.autofix.patched", "render.autofix.redeploy", "render.autofix.outcome", "done"} <= set(seen)
+        assert seen.index("render.autofix.outcome") < seen.index("done")  # the task waits for its redeploy
         # Log lines are written in the background, so the last one may land after the fix row.
         logs = wait_logs(
             http, {"q": "mon-empty", "limit": 50}, lambda ls: any("is live again" in line["message"] for line in ls), "the live-again line"
@@ -119,8 +119,15 @@ def test_a_fix_that_does_not_help_is_not_repeated(cluster: Cluster) -> None:
         sid, first = create_site(http, "mon-wrongpub", build="npm run build", publish="public")
         rows = wait_rows(url, sid, lambda r: [x["outcome"] for x in r] == ["failed", "left_to_person"], "the failed fix, then the hand-over")
         assert rows[0]["deploy_id"] == first and rows[0]["fix"]["changes"][0]["field"] == "publishPath"
+        assert rows[0]["fix"]["reverted"] is True
         assert rows[1]["deploy_id"] == rows[0]["fix"]["redeployId"]
-        assert "already" in rows[1]["fix"]["reason"]
+        assert "was tried and did not help" in rows[1]["fix"]["reason"]
+        (task,) = autofix_tasks(url, sid)
+        assert task["status"] == "error" and "the fix did not help" in task["error"]["message"]  # not `done`
+        seen = kinds(url, task["id"])
+        assert seen.index("render.autofix.reverted") < seen.index("render.autofix.outcome")
+        service = http.get("/render/services", params={"name": "mon-wrongpub"}).json()["services"][0]
+        assert service["serviceDetails"]["publishPath"] == "public"  # the change that did not help is undone
         time.sleep(3.5)  # several more ticks of both instances
         assert [x["outcome"] for x in fix_rows(url, sid)] == ["failed", "left_to_person"]
         assert len(autofix_tasks(url, sid)) == 1

@@ -5,6 +5,7 @@ render.yaml plan → apply → apply again (a no-op); the blueprint path stays i
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import httpx
@@ -49,9 +50,14 @@ def test_create_env_merge_clear_deploy_live_each_a_task_with_events(http: httpx.
 
     resp = http.patch(f"/render/services/{sid}/env", json={"env": {"B": "2"}})
     assert resp.status_code == 200, resp.text
-    assert resp.json() == {"env": {"A": "1", "API_TOKEN": "***", "B": "2"}}
-    resp = http.patch(f"/render/services/{sid}/env", json={"env": {"C": "3"}, "clear": True})
-    assert resp.json() == {"env": {"C": "3"}}
+    changed = resp.json()
+    assert changed["env"] == {"A": "1", "API_TOKEN": "***", "B": "2"} and changed["changed"] is True
+    assert changed["deploy"]["id"].startswith("dep-")  # an env change is deployed, as in Render's dashboard
+    assert wait_deploy_status(http, sid, changed["deploy"]["id"])["status"] == "live"
+    resp = http.patch(f"/render/services/{sid}/env", json={"env": {"C": "3"}, "clear": True, "deploy": False})
+    assert resp.json() == {"env": {"C": "3"}, "changed": True, "deploy": None}
+    same = http.patch(f"/render/services/{sid}/env", json={"env": {"C": "3"}}).json()
+    assert same["changed"] is False and same["deploy"] is None  # nothing changed: nothing to deploy
 
     resp = http.post(f"/render/deploy/{sid}", json={"clearCache": True})
     assert resp.status_code == 202, resp.text
@@ -61,18 +67,19 @@ def test_create_env_merge_clear_deploy_live_each_a_task_with_events(http: httpx.
     page = http.get(f"/render/services/{sid}/deploys", params={"limit": 1}).json()
     assert [d["id"] for d in page["deploys"]] == [deploy["id"]] and page["next_cursor"]
     older = http.get(f"/render/services/{sid}/deploys", params={"limit": 1, "cursor": page["next_cursor"]}).json()
-    assert older["deploys"][0]["id"] == first["id"] and older["deploys"][0]["status"] == "deactivated"
+    assert older["deploys"][0]["id"] == changed["deploy"]["id"] and older["deploys"][0]["status"] == "deactivated"
 
     # Every change was a task run by the render agent, with an event per step.
     created = tasks_of(database_url, "render.create", "payload->'service'->>'name' = 'api-site'")
     envs = tasks_of(database_url, "render.env", "payload->>'serviceId' = %(sid)s", {"sid": sid})
     deploys = tasks_of(database_url, "render.deploy", "payload->>'serviceId' = %(sid)s", {"sid": sid})
-    assert [len(created), len(envs), len(deploys)] == [1, 2, 1]
+    assert [len(created), len(envs), len(deploys)] == [1, 3, 1]
     for task in [*created, *envs, *deploys]:
         assert task["status"] == "done" and task["agent_slug"] == "render" and task["source"] == "api"
         assert task["result"]["agent"] == {"slug": "render", "channel": "local"}
     assert kinds(database_url, created[0]["id"])[-3:] == ["render.create.requested", "render.created", "done"]
-    assert {"render.env.requested", "render.env.updated"} <= set(kinds(database_url, envs[1]["id"]))
+    assert {"render.env.requested", "render.env.updated", "render.deploy.created"} <= set(kinds(database_url, envs[0]["id"]))
+    assert "render.deploy.created" not in kinds(database_url, envs[1]["id"])
     assert {"render.deploy.requested", "render.deploy.created"} <= set(kinds(database_url, deploys[0]["id"]))
     for task in [*created, *envs]:
         for event in events_of(database_url, task["id"]):
@@ -121,23 +128,43 @@ def test_blueprint_plan_apply_and_apply_again(http: httpx.Client, database_url: 
     assert plan.status_code == 200, plan.text
     body = plan.json()["plan"]
     assert body["path"] == "render.yaml" and not body["noop"]
-    assert {s["name"]: s["action"] for s in body["services"]} == {"opsloop": "create", "opsloop-dashboard": "create", "opsloop-echo-agent": "create"}
-    changes = {c["field"]: c["new"] for s in body["services"] for c in s["changes"]}
-    assert changes["staticPublishPath"] == ".web/build/client" and changes["repo"] == "https://github.com/example/opsloop"
-    assert not any(k in changes for k in ("env.BASIC_AUTH_PASS", "env.INTERNAL_KEY", "env.RENDER_API_TOKEN"))  # secrets never pushed
+    assert body["missing"] == ["opsloop: BASIC_AUTH_PASS", "opsloop: RENDER_API_TOKEN"] and body["secretKeys"] == [
+        "BASIC_AUTH_PASS",
+        "RENDER_API_TOKEN",
+    ]
+    refused = http.post("/render/blueprint/apply", json={})
+    assert refused.status_code == 400 and "nothing was changed" in refused.json()["error"]
+    assert refused.json()["problems"][0].startswith("opsloop: BASIC_AUTH_PASS: sync: false value missing")
+    assert http.get("/render/services", params={"name": "opsloop"}).json()["services"] == []
 
-    applied = http.post("/render/blueprint/apply", json={})
+    operator = {"BASIC_AUTH_PASS": "deployed-operator-pass", "RENDER_API_TOKEN": "rnd_deployed_token_0123"}
+    plan = http.post("/render/blueprint/apply", json={"dryRun": True, "env": operator}).json()["plan"]
+    assert plan["missing"] == [] and [(r["kind"], r["action"]) for r in plan["resources"]] == [("database", "create")]
+    assert {s["name"]: s["action"] for s in plan["services"]} == {"opsloop": "create", "opsloop-dashboard": "create", "opsloop-echo-agent": "create"}
+    changes = {c["field"]: c["new"] for s in plan["services"] for c in s["changes"]}
+    assert changes["staticPublishPath"] == ".web/build/client" and changes["repo"] == "https://github.com/example/opsloop"
+    assert changes["env.BASIC_AUTH_PASS"] == changes["env.INTERNAL_KEY"] == changes["env.DATABASE_URL"] == "***"
+    assert "deployed-operator-pass" not in json.dumps(plan)
+
+    applied = http.post("/render/blueprint/apply", json={"env": operator})
     assert applied.status_code == 200, applied.text
     result = applied.json()
-    assert result["ok"] and [s["action"] for s in result["result"]["steps"] if s["action"] == "create"] == ["create"] * 3
+    assert result["ok"] and [s["service"] for s in result["result"]["steps"] if s["action"] == "create"] == [
+        "opsloop-db",
+        "opsloop",
+        "opsloop-dashboard",
+        "opsloop-echo-agent",
+    ]
     names = {s["name"] for s in http.get("/render/services", params={"name": "opsloop,opsloop-dashboard,opsloop-echo-agent"}).json()["services"]}
     assert names == {"opsloop", "opsloop-dashboard", "opsloop-echo-agent"}
     task = tasks_of(database_url, "render.apply")[-1]
-    assert task["status"] == "done" and {"render.plan", "render.apply.step"} <= set(kinds(database_url, task["id"]))
+    assert task["status"] == "done" and {"render.plan", "render.apply.step", "render.apply.done"} <= set(kinds(database_url, task["id"]))
+    assert "deployed-operator-pass" not in json.dumps(task["payload"]) and task["payload"]["envKeys"] == sorted(operator)
+    assert all("deployed-operator-pass" not in json.dumps(e["data"]) for e in events_of(database_url, task["id"]))
 
-    again = http.post("/render/blueprint/apply").json()
-    assert again["ok"] and again["plan"]["noop"] and again["result"]["steps"] == []
-    assert http.post("/render/blueprint/apply", json={"dryRun": True}).json()["plan"]["noop"]
+    again = http.post("/render/blueprint/apply", json={"env": operator}).json()
+    assert again["ok"] and again["plan"]["noop"] and {s["action"] for s in again["result"]["steps"]} <= {"noop"}
+    assert http.post("/render/blueprint/apply", json={"dryRun": True}).json()["plan"]["noop"]  # sync: false values stay once set
 
     for bad in ("../SPEC.md", "/etc/passwd", "opsloop/../../x.yaml", "README.md", "missing.yaml"):
         resp = http.post("/render/blueprint/apply", json={"dryRun": True, "path": bad})

@@ -39,7 +39,11 @@ from tests.support.processes import ARTIFACTS, Proc, free_port, wait_for
 ROOT = Path(__file__).resolve().parents[2]
 BLUEPRINT = yaml.safe_load((ROOT / "render.yaml").read_text(encoding="utf-8"))
 SERVICES = {s["name"]: s for s in BLUEPRINT["services"]}
-SECRETS = {"BASIC_AUTH_PASS": "clean-checkout-pass-1", "INTERNAL_KEY": "clean-checkout-internal-key-0123"}
+SECRETS = {
+    "BASIC_AUTH_PASS": "clean-checkout-pass-1",
+    "INTERNAL_KEY": "clean-checkout-internal-key-0123",
+    "SESSION_SECRET": "clean-checkout-session-secret-0123456789",
+}
 
 
 def checkout(dest: Path) -> Path:

@@ -70,6 +70,7 @@ class RenderDeploy(_Body):
 class RenderEnvPatch(_Body):
     env: dict[str, StrictStr]
     clear: StrictBool = False
+    deploy: StrictBool = True  # a change takes effect on a deploy, as in Render's dashboard
 
 
 class RenderServiceCreate(_Body):
@@ -80,3 +81,5 @@ class RenderServiceCreate(_Body):
 class BlueprintApply(_Body):
     dryRun: StrictBool = False
     path: StrictStr | None = None
+    env: dict[str, StrictStr] | None = None  # the operator's values of render.yaml's `sync: false` keys (sealed in the task)
+    wait: StrictBool = False  # wait for the deploys, then check each web service's health and /config/validate

@@ -10,10 +10,15 @@ Task types and payloads (camelCase, like the REST bodies):
 
 - ``render.create``  ``{service: <servicePOST body>, env?: {K: V}}`` → ``{service, env, deployId}``
   (``ownerId`` defaults to RENDER_OWNER_ID, else the account's only owner)
-- ``render.env``     ``{serviceId, env: {K: V}, clear?}`` → ``{serviceId, env}`` (merged unless clear)
+- ``render.env``     ``{serviceId, env: {K: V}, clear?, deploy?=true}`` → ``{serviceId, env, changed, deploy}``
+  (merged unless clear; a change is deployed, as Render's dashboard does, unless ``deploy`` is false)
 - ``render.deploy``  ``{serviceId, clearCache?}`` → ``{serviceId, deploy}``
-- ``render.apply``   ``{path?}`` → ``{ok, plan, result}`` (render.yaml in the repository folder)
-- ``render.autofix`` ``{serviceId, deployId, problems, changes, patch}`` → ``{serviceId, patch, deploy}``
+- ``render.apply``   ``{path?, sealedEnv?, wait?}`` → ``{ok, plan, result}`` (render.yaml in the repository
+  folder; ``sealedEnv`` holds the operator's ``sync: false`` values; ``wait`` waits for the deploys
+  and checks every web service's health path and ``/config/validate``)
+- ``render.autofix`` ``{serviceId, deployId, problems, changes, patch}`` → ``{serviceId, patch, deploy, outcome}``:
+  patches, redeploys and waits for the redeploy; when it fails too the patch is reverted and the
+  task ends ``error`` (the fix did not help)
 
 Failures: Render's 4xx answers (and invalid payloads) end the task at once (retrying the same
 request cannot help); connection failures, 429 and 5xx are left to the dispatcher's retries
@@ -28,9 +33,8 @@ and task results; the payload carries them (the task must be runnable by any ins
 
 from __future__ import annotations
 
-import functools
+import asyncio
 import re
-import subprocess
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -42,8 +46,11 @@ from opsloop.backend.logs.writer import LogWriter
 from opsloop.backend.tasks import repository as repo
 from opsloop.backend.tasks.dispatcher import PermanentFailure
 
-from .blueprint import MASK, ApplyResult, BlueprintError, apply, load_blueprint, plan_against
-from .client import RenderAPIError, RenderClient, merge_env
+from .blueprint import MASK, BlueprintError, load_blueprint
+from .blueprint_apply import ApplyResult, StepResult, apply
+from .blueprint_plan import plan_against
+from .blueprint_wait import wait_and_check
+from .client import RenderAPIError, RenderClient, change_env
 from .openapi_check import project_root
 
 SLUG = "render"
@@ -55,8 +62,8 @@ LIMITS: dict[str, dict[str, int]] = {
     "render.deploy": {"maxAttempts": 1, "timeoutMs": 120_000, "backoffMs": 2_000},
     "render.env": {"maxAttempts": 3, "timeoutMs": 120_000, "backoffMs": 2_000},
     "render.create": {"maxAttempts": 1, "timeoutMs": 120_000, "backoffMs": 2_000},
-    "render.apply": {"maxAttempts": 1, "timeoutMs": 600_000, "backoffMs": 2_000},
-    "render.autofix": {"maxAttempts": 1, "timeoutMs": 120_000, "backoffMs": 2_000},
+    "render.apply": {"maxAttempts": 1, "timeoutMs": 3_600_000, "backoffMs": 2_000},
+    "render.autofix": {"maxAttempts": 1, "timeoutMs": 3_600_000, "backoffMs": 2_000},
 }
 FAILED_STATUSES = frozenset({"build_failed", "update_failed", "pre_deploy_failed"})
 IN_PROGRESS_STATUSES = frozenset({"created", "queued", "build_in_progress", "update_in_progress", "pre_deploy_in_progress"})
@@ -123,24 +130,15 @@ def blueprint_path(raw: Any = None) -> Path:
     return resolved
 
 
-@functools.cache
 def blueprint_source() -> tuple[str | None, str | None]:
-    """The repository (and branch) services without a ``repo:`` are built from.
+    """The repository (and branch) services without a ``repo:`` are created from.
 
-    OPSLOOP_RENDER_REPO / OPSLOOP_RENDER_BRANCH, else the git remote ``origin`` of this checkout
-    (Render's Blueprint sync uses the repository holding render.yaml in the same way).
+    OPSLOOP_RENDER_REPO / OPSLOOP_RENDER_BRANCH (default ``main``), or None: never guessed from
+    this checkout (its ``origin`` may be a fork, a mirror or a local path Render cannot pull).
     """
-    repo_url = get_settings().OPSLOOP_RENDER_REPO
-    branch = get_settings().OPSLOOP_RENDER_BRANCH
-    if repo_url is None:
-        try:
-            out = subprocess.run(
-                ["git", "config", "--get", "remote.origin.url"], cwd=project_root(), capture_output=True, text=True, timeout=5, check=False
-            )
-            repo_url = out.stdout.strip() or None
-        except (OSError, subprocess.SubprocessError):
-            repo_url = None
-    return repo_url, branch or ("main" if repo_url else None)
+    settings = get_settings()
+    repo_url = settings.OPSLOOP_RENDER_REPO or None
+    return repo_url, (settings.OPSLOOP_RENDER_BRANCH or "main") if repo_url else None
 
 
 def _deploy_brief(deploy: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -203,7 +201,8 @@ class RenderAgent:
             raise PermanentFailure(str(exc)) from None
         except (PayloadError, BlueprintError, RenderConfigError) as exc:
             status = 503 if isinstance(exc, RenderConfigError) else 400
-            await emit("render.error", {"status": status, "message": str(exc).splitlines()[0]})
+            problems = list(getattr(exc, "problems", None) or [])
+            await emit("render.error", {"status": status, "message": str(exc).splitlines()[0], **({"problems": problems} if problems else {})})
             self._log("warn", f"{task['type']} refused: {str(exc).splitlines()[0]}", **ids)
             raise PermanentFailure(str(exc)) from None
         self._log("info", f"{task['type']} done", **ids)
@@ -249,10 +248,18 @@ class RenderAgent:
             raise PayloadError("clear must be true or false")
         if clear and not env:
             raise PayloadError("clear with an empty env would delete every variable; send at least one")
-        await emit("render.env.requested", {"serviceId": sid, "keys": sorted(env), "clear": clear})
-        result = await merge_env(self.client, sid, env, clear=clear)
-        await emit("render.env.updated", {"serviceId": sid, "keys": sorted(result), "clear": clear})
-        return {"serviceId": sid, "env": mask_env(result)}
+        deploy = p.get("deploy", True)
+        if not isinstance(deploy, bool):
+            raise PayloadError("deploy must be true or false")
+        await emit("render.env.requested", {"serviceId": sid, "keys": sorted(env), "clear": clear, "deploy": deploy})
+        result, changed = await change_env(self.client, sid, env, clear=clear)
+        await emit("render.env.updated", {"serviceId": sid, "keys": sorted(result), "clear": clear, "changed": changed})
+        out: dict[str, Any] = {"serviceId": sid, "env": mask_env(result), "changed": changed, "deploy": None}
+        if changed and deploy:  # env vars take effect on the next deploy, as in Render's dashboard
+            started, queued = await self._trigger(sid, False)
+            await emit("render.deploy.created", {"serviceId": sid, "queued": queued, **_deploy_brief(started)})
+            out["deploy"] = started
+        return out
 
     async def _trigger(self, sid: str, clear_cache: bool) -> tuple[dict[str, Any] | None, bool]:
         """Start a deploy; when Render only queued it (202, no body), find the queued one."""
@@ -275,24 +282,38 @@ class RenderAgent:
 
     async def apply(self, p: dict[str, Any], emit: Emit) -> dict[str, Any]:
         path = blueprint_path(p.get("path"))
+        secrets = env_of(_open(p["sealedEnv"]) if "sealedEnv" in p else {})
+        wait = p.get("wait", False)
+        if not isinstance(wait, bool):
+            raise PayloadError("wait must be true or false")
         repo_url, branch = blueprint_source()
         blueprint = load_blueprint(path, repo=repo_url, branch=branch)
         owner = await self.owner_id()
-        plan_ = await plan_against(self.client, blueprint, owner)
-        summary = {s.name: s.action for s in plan_.services}
-        await emit("render.plan", {"path": path.name, "services": summary, "skipped": len(plan_.skipped)})
-        if plan_.noop:
-            await emit("render.apply.noop", {"services": len(plan_.services)})
-            return {"ok": True, "plan": plan_.to_dict(), "result": ApplyResult().to_dict()}
-        result = await apply(self.client, plan_, owner)
-        for step in result.steps:
+        plan_ = await plan_against(self.client, blueprint, owner, secrets)
+        summary = {s.name: s.action for s in [*plan_.resources, *plan_.services]}
+        await emit("render.plan", {"path": path.name, "actions": summary, "skipped": plan_.skipped, "givenKeys": sorted(secrets)})
+        refusal = plan_.refusal()
+        if refusal is not None:
+            await emit("render.apply.refused", {"problems": refusal.problems})
+            raise refusal
+
+        async def on_step(step: StepResult) -> None:
             await emit("render.apply.step", step.to_dict())
-        out = {"ok": result.ok, "plan": plan_.to_dict(), "result": result.to_dict()}
-        if not result.ok:
+
+        result = await apply(self.client, plan_, owner, on_step=on_step) if not plan_.noop else ApplyResult()
+        if plan_.noop:
+            await emit("render.apply.noop", {"resources": len(plan_.services) + len(plan_.resources)})
+        failed = result.failed
+        checked = True
+        if wait and failed is None:
+            checked = await wait_and_check(self.client, blueprint, result, on_step=on_step)
+        out = {"ok": result.ok and checked, "plan": plan_.to_dict(), "result": result.to_dict(), "waited": wait}
+        if not out["ok"]:
             await emit("render.apply.result", out)
-            failed = result.failed
-            where = f"{failed.service} ({failed.action}): {failed.detail}" if failed else "unresolved references"
-            raise PermanentFailure(f"apply stopped at {where}")
+            if failed is not None:
+                raise PermanentFailure(f"apply stopped at {failed.service} ({failed.action}): {failed.detail}")
+            raise PermanentFailure("applied, but not every service works: " + "; ".join(_bad_checks(result)))
+        await emit("render.apply.done", {"deploys": sorted(result.deploys), "waited": wait})
         return out
 
     async def autofix(self, p: dict[str, Any], emit: Emit) -> dict[str, Any]:
@@ -314,7 +335,49 @@ class RenderAgent:
         await emit("render.autofix.patched", {"serviceId": sid, "patch": patch})
         deploy, queued = await self._trigger(sid, False)
         await emit("render.autofix.redeploy", {"serviceId": sid, "queued": queued, **_deploy_brief(deploy)})
-        return {"serviceId": sid, "patch": patch, "deploy": deploy}
+        if not deploy:
+            raise PermanentFailure("the redeploy after the fix cannot be found on Render")
+        final = await wait_deploy(self.client, sid, str(deploy["id"]))
+        status = str(final.get("status"))
+        if status == "live":
+            await emit("render.autofix.outcome", {"outcome": "fixed", "deployId": final["id"], "status": status})
+            return {"serviceId": sid, "patch": patch, "deploy": final, "outcome": "fixed"}
+        revert = revert_patch(p.get("changes"))
+        if revert:
+            await self.client.update_service(sid, revert)
+            await emit("render.autofix.reverted", {"serviceId": sid, "patch": revert})
+        await emit("render.autofix.outcome", {"outcome": "failed", "deployId": final["id"], "status": status, "reverted": bool(revert)})
+        undone = "the change was reverted" if revert else "nothing to revert"
+        raise PermanentFailure(f"the fix did not help: redeploy {final['id']} is {status}; {undone}")
+
+
+async def wait_deploy(client: RenderClient, sid: str, deploy_id: str, *, first: float = 0.2, most: float = 5.0) -> dict[str, Any]:
+    """Poll a deploy until it leaves the in-progress statuses (quickly at first, then every ``most`` s)."""
+    delay = first
+    while True:
+        deploy = await client.get_deploy(sid, deploy_id)
+        if deploy.get("status") not in IN_PROGRESS_STATUSES:
+            return deploy
+        await asyncio.sleep(delay)
+        delay = min(most, delay * 1.5)
+
+
+def revert_patch(changes: Any) -> dict[str, Any]:
+    """The PATCH that puts back what an autofix changed (``changes``: ``[{field, from, to}]``)."""
+    patch: dict[str, Any] = {}
+    for change in changes if isinstance(changes, list) else []:
+        field, before = change.get("field") if isinstance(change, dict) else None, change.get("from") if isinstance(change, dict) else None
+        if field not in AUTOFIX_FIELDS or not isinstance(before, str):
+            continue
+        if field == "rootDir":
+            patch["rootDir"] = before
+        else:
+            patch.setdefault("serviceDetails", {})[field] = before
+    return patch
+
+
+def _bad_checks(result: ApplyResult) -> list[str]:
+    return [f"{s.service}: {s.detail}" for s in result.steps if not s.ok]
 
 
 def _open(token: Any) -> Any:

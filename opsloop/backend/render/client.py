@@ -403,6 +403,56 @@ class RenderClient:
         """Add or update one key; returns ``{key, value}``."""
         return await self._json("PUT", f"/services/{_seg(service_id)}/env-vars/{_seg(key)}", json={"value": value})
 
+    # ----- Postgres, Key Value, env groups ---------------------------------------------
+
+    async def list_postgres(self, name: str | Sequence[str] | None = None, owner_id: str | None = None) -> list[dict[str, Any]]:
+        return await self._paged("/postgres", "postgres", {"name": _csv(name), "ownerId": owner_id})
+
+    async def create_postgres(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST /postgres; the instance starts ``creating`` and becomes ``available``."""
+        return await self._json("POST", "/postgres", json=dict(body))
+
+    async def get_postgres(self, postgres_id: str) -> dict[str, Any]:
+        return await self._json("GET", f"/postgres/{_seg(postgres_id)}")
+
+    async def postgres_connection_info(self, postgres_id: str) -> dict[str, Any]:
+        """``{password, internalConnectionString, externalConnectionString, psqlCommand}`` (secrets)."""
+        return await self._json("GET", f"/postgres/{_seg(postgres_id)}/connection-info")
+
+    async def list_key_values(self, name: str | Sequence[str] | None = None, owner_id: str | None = None) -> list[dict[str, Any]]:
+        return await self._paged("/key-value", "keyValue", {"name": _csv(name), "ownerId": owner_id})
+
+    async def create_key_value(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return await self._json("POST", "/key-value", json=dict(body))
+
+    async def get_key_value(self, key_value_id: str) -> dict[str, Any]:
+        return await self._json("GET", f"/key-value/{_seg(key_value_id)}")
+
+    async def key_value_connection_info(self, key_value_id: str) -> dict[str, Any]:
+        return await self._json("GET", f"/key-value/{_seg(key_value_id)}/connection-info")
+
+    async def list_env_groups(self, name: str | Sequence[str] | None = None, owner_id: str | None = None) -> list[dict[str, Any]]:
+        """Env groups (``envGroupMeta``: Render answers this list unwrapped, one page of up to 100)."""
+        params = {k: v for k, v in {"name": _csv(name), "ownerId": owner_id, "limit": PAGE_LIMIT}.items() if v is not None}
+        page = await self._json("GET", "/env-groups", params=params)
+        if not isinstance(page, list):
+            raise RenderAPIError(200, "unexpected answer from Render: expected a list of env groups", method="GET", path="/env-groups")
+        return [g.get("envGroup", g) for g in page if isinstance(g, dict)]
+
+    async def get_env_group(self, group_id: str) -> dict[str, Any]:
+        """An env group with its ``envVars`` and ``serviceLinks``."""
+        return await self._json("GET", f"/env-groups/{_seg(group_id)}")
+
+    async def create_env_group(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return await self._json("POST", "/env-groups", json=dict(body))
+
+    async def set_env_group_var(self, group_id: str, key: str, value: str) -> dict[str, Any]:
+        return await self._json("PUT", f"/env-groups/{_seg(group_id)}/env-vars/{_seg(key)}", json={"value": value})
+
+    async def link_env_group(self, group_id: str, service_id: str) -> dict[str, Any]:
+        """Link a service to an env group: its variables reach the service on its next deploy."""
+        return await self._json("POST", f"/env-groups/{_seg(group_id)}/services/{_seg(service_id)}")
+
     # ----- deploys -------------------------------------------------------------------
 
     async def list_deploys(self, service_id: str, limit: int = 20, cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
@@ -455,21 +505,24 @@ class RenderClient:
 
 
 async def merge_env(client: RenderClient, service_id: str, env: Mapping[str, Any], clear: bool = False) -> dict[str, str]:
-    """Set ``env`` on a service: merged into its variables, or replacing them if ``clear``.
+    """Set ``env`` on a service: merged into its variables, or replacing them if ``clear``."""
+    result, _ = await change_env(client, service_id, env, clear)
+    return result
 
-    Render's ``PUT /env-vars`` replaces the whole list, so merging reads the current list
-    first; when the merge changes nothing no write is sent (writes are rate-limited).
+
+async def change_env(client: RenderClient, service_id: str, env: Mapping[str, Any], clear: bool = False) -> tuple[dict[str, str], bool]:
+    """Like :func:`merge_env`, and whether anything changed (a change needs a deploy to take effect).
+
+    Render's ``PUT /env-vars`` replaces the whole list, so the current list is read first;
+    when the result equals it no write is sent (writes are rate-limited).
     """
     desired = {_env_key(k): _env_value(k, v) for k, v in env.items()}
-    if clear:
-        merged = desired
-    else:
-        current = {e["key"]: e["value"] for e in await client.list_env_vars(service_id)}
-        merged = {**current, **desired}
-        if merged == current:
-            return current
+    current = {e["key"]: e["value"] for e in await client.list_env_vars(service_id)}
+    merged = desired if clear else {**current, **desired}
+    if merged == current:
+        return current, False
     result = await client.replace_env_vars(service_id, [{"key": k, "value": v} for k, v in merged.items()])
-    return {e["key"]: e["value"] for e in result}
+    return {e["key"]: e["value"] for e in result}, True
 
 
 # ----- helpers ---------------------------------------------------------------------------

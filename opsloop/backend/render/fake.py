@@ -68,6 +68,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .client import RATE_LIMITS, RateLimit, rate_class
+from .fake_resources import Resources
 
 API_PREFIX = "/v1"
 SRC_ROOT = "/opt/render/project/src"
@@ -224,6 +225,9 @@ class Call:
         """An array query parameter: repeated keys and comma-separated values both work."""
         return [item for k, v in self.query if k == name for item in v.split(",") if item]
 
+    def page(self, items: Sequence[tuple[str, dict[str, Any]]], wrap: str) -> list[dict[str, Any]]:
+        return _page(items, wrap, self)
+
     def limit(self, default: int = 20) -> int:
         raw = self.one("limit")
         if raw is None:
@@ -290,7 +294,7 @@ class RateWindows:
         window = self._windows.get((name, key))
         if window is None or now >= window[1]:
             window = self._windows[(name, key)] = [0, now + rule.period]
-        reset = max(1, math.ceil(window[1] - now))
+        reset = max(1, math.ceil(round(window[1] - now, 6)))  # 60.0000000001 is 60, not 61
         refused = window[0] >= rule.limit
         if not refused:
             window[0] += 1
@@ -353,6 +357,7 @@ class FakeRender:
     repo_dirs: Sequence[str] = DEFAULT_REPO_DIRS
     rate_limits: Mapping[str, RateLimit] = field(default_factory=lambda: dict(RATE_LIMITS))
     checker: Any = None  # OpenAPIChecker when validating
+    postgres_url: str | None = None  # a PostgreSQL server for real Postgres instances
 
     def __post_init__(self) -> None:
         self.rates = RateWindows(self.rate_limits)
@@ -364,6 +369,9 @@ class FakeRender:
         self.problems: list[str] = []
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._last_log_at = datetime.now(UTC)
+        self.resources = Resources(
+            owner_of=self._owner, error=FakeError, postgres_url=self.postgres_url, settle_seconds=self.build_seconds * 0.5, services=self.services
+        )
         self._routes = self._route_table()
 
     # ----- plumbing ------------------------------------------------------------------
@@ -388,6 +396,7 @@ class FakeRender:
             ("GET", f"/services/{sid}/deploys/{did}", self.get_deploy),
             ("POST", f"/services/{sid}/deploys/{did}/cancel", self.cancel_deploy),
             ("GET", "/logs", self.list_logs),
+            *self.resources.routes(),
         ]
         return [(m, re.compile(f"^{p}$"), h) for m, p, h in table]
 
@@ -464,8 +473,9 @@ class FakeRender:
 
     # ----- control -------------------------------------------------------------------
 
-    def reset(self) -> None:
+    async def reset(self) -> None:
         """Forget everything but the owners (for tests)."""
+        await self.resources.reset()
         for task in self._tasks.values():
             task.cancel()
         self._tasks.clear()
@@ -499,6 +509,7 @@ class FakeRender:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.resources.reset()
 
     # ----- lookups -------------------------------------------------------------------
 
@@ -516,6 +527,12 @@ class FakeRender:
 
     def _owner_ids(self) -> set[str]:
         return {o["id"] for o in self.owners}
+
+    def _owner(self, owner_id: str) -> dict[str, Any]:
+        for owner in self.owners:
+            if owner["id"] == owner_id:
+                return owner
+        raise FakeError(400, f"invalid ownerId: {owner_id}")
 
     # ----- owners --------------------------------------------------------------------
 
@@ -1067,7 +1084,7 @@ def create_fake_render_app(
     )
 
     async def reset(_: Request) -> Response:
-        fake.reset()
+        await fake.reset()
         return JSONResponse({"status": "reset"})
 
     async def faults(request: Request) -> Response:

@@ -5,8 +5,9 @@ RENDER_MONITOR_SERVICES list (ids or names). Per watched static site and tick:
 
 1. Only one instance looks at a service at a time (a PostgreSQL advisory lock, tried, never
    waited for), and a failed deploy is handled once: ``render_fixes`` has a row per deploy.
-2. A pending fix is settled first: its redeploy went live (``fixed``) or failed (``failed``: the
-   fix did not help and is never applied again); while the redeploy runs, nothing else happens.
+2. A pending fix is settled first, from its task (which waits for its redeploy): the redeploy
+   went live (``fixed``), or failed (``failed``: the task reverted the change and ended ``error``;
+   the fix is never applied again); while the task runs, nothing else happens.
 3. The latest deploy, if ``build_failed``, is diagnosed from its build log: missing root dir
    (``Service Root Directory "…" is missing.``), empty build command (``Empty build command;
    skipping build``), missing publish directory (``Publish directory X does not exist!``).
@@ -34,7 +35,6 @@ from opsloop.backend.config import get_settings
 from opsloop.backend.tasks import repository as repo
 
 from . import fixes
-from .agent import IN_PROGRESS_STATUSES
 from .client import RenderAPIError
 
 if TYPE_CHECKING:
@@ -273,48 +273,38 @@ class RenderMonitor:
         return "fixing"
 
     async def _settle(self, conn: AsyncConnection, fix: dict[str, Any], name: str) -> str:
-        """Decide a pending fix: 'settled', or why to wait ('fixing', 'redeploying')."""
+        """Decide a pending fix from its task: 'settled', or 'fixing' while the task runs.
+
+        The autofix task itself waits for its redeploy, and reverts the change when the redeploy
+        fails too (its ``render.autofix.outcome`` event says which).
+        """
         task_id = fix.get("task_id")
         if task_id is None:
             await fixes.settle(conn, fix["id"], "error", {"reason": "no autofix task was recorded"})
             return "settled"
-        task, _ = await repo.get_task(self.rt.pool, task_id)
-        if task["status"] in ("queued", "running"):
+        task, events = await repo.get_task(self.rt.pool, task_id)
+        if task["status"] in ("queued", "running", "waiting"):
             return "fixing"
-        if task["status"] != "done":
+        said = next((e["data"] for e in reversed(events) if e["kind"] == "render.autofix.outcome" and isinstance(e.get("data"), dict)), None)
+        ids = {"task_id": task_id, "trace_id": task["trace_id"], "correlation_id": task["correlation_id"]}
+        if said is None:
             message = str((task.get("error") or {}).get("message") or task["status"])
             await fixes.settle(conn, fix["id"], "error", {"reason": f"the autofix task ended {task['status']}: {message}"})
             self._warn(f"render monitor: the fix for {name} could not be applied ({message}); left to a person", fix["service_id"], fix["deploy_id"])
             return "settled"
-        deploy = ((task.get("result") or {}).get("output") or {}).get("deploy") or {}
-        redeploy_id = deploy.get("id")
-        if not redeploy_id:
-            await fixes.settle(conn, fix["id"], "error", {"reason": "the redeploy's id is unknown"})
-            return "settled"
-        current = await self.client.get_deploy(fix["service_id"], redeploy_id)
-        status = str(current.get("status"))
-        if status in IN_PROGRESS_STATUSES:
-            if not (fix.get("fix") or {}).get("redeployId"):
-                await fixes.note(conn, fix["id"], {"redeployId": redeploy_id})
-            return "redeploying"
-        outcome = "fixed" if status in ("live", "deactivated") else "failed"
-        await fixes.settle(conn, fix["id"], outcome, {"redeployId": redeploy_id, "redeployStatus": status})
-        await repo.add_event(
-            self.rt.pool,
-            task_id=task_id,
-            actor=ACTOR,
-            kind="render.autofix.outcome",
-            data={"outcome": outcome, "deployId": redeploy_id, "status": status},
-            correlation_id=None,
-            trace_id=None,
-        )
-        ids = {"task_id": task_id, "trace_id": task["trace_id"], "correlation_id": task["correlation_id"]}
-        if outcome == "fixed":
+        redeploy_id, status = said.get("deployId"), said.get("status")
+        if said.get("outcome") == "fixed":
+            await fixes.settle(conn, fix["id"], "fixed", {"redeployId": redeploy_id, "redeployStatus": status})
             self.rt.writer.info(f"render monitor: {name} is {status} again after the fix (deploy {redeploy_id})", None, **ids)
-        else:
-            self.rt.writer.warn(
-                f"render monitor: the fix for {name} did not help (redeploy {redeploy_id} is {status}); it will not be applied again", None, **ids
-            )
+            return "settled"
+        reverted = bool(said.get("reverted"))
+        await fixes.settle(conn, fix["id"], "failed", {"redeployId": redeploy_id, "redeployStatus": status, "reverted": reverted})
+        undone = "the change was reverted" if reverted else "nothing could be reverted"
+        self.rt.writer.warn(
+            f"render monitor: the fix for {name} did not help (redeploy {redeploy_id} is {status}); {undone}; it will not be applied again",
+            None,
+            **ids,
+        )
         return "settled"
 
     # ----- reporting -----------------------------------------------------------------

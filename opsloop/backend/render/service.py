@@ -38,7 +38,8 @@ from .agent import (
     blueprint_path,
     blueprint_source,
 )
-from .blueprint import BlueprintError, load_blueprint, plan_against
+from .blueprint import BlueprintError, load_blueprint
+from .blueprint_plan import plan_against
 from .client import RenderAPIError, RenderClient
 from .openapi_check import project_root
 
@@ -261,6 +262,7 @@ async def outcome(rt: Runtime, task: dict[str, Any]) -> Any:
         status = int(data.get("status") or 0)
         extra["renderStatus"] = status or None
         extra["requestId"] = data.get("requestId")
+        extra["problems"] = data.get("problems") or None
         own = data.get("method") is None  # opsloop refused it before Render was asked
         return_status = status if own and 400 <= status < 600 else http_status(status)
         raise RenderFailure(return_status, message, **extra)
@@ -281,8 +283,9 @@ async def create_service(rt: Runtime, service: dict[str, Any], env: dict[str, st
     return out
 
 
-async def set_env(rt: Runtime, service_id: str, env: dict[str, str], clear: bool, *, source: str) -> dict[str, Any]:
-    payload = {"serviceId": service_id, "sealedEnv": seal(env), "envKeys": sorted(env), "clear": clear}
+async def set_env(rt: Runtime, service_id: str, env: dict[str, str], clear: bool, *, source: str, deploy: bool = True) -> dict[str, Any]:
+    """Merge (or replace) a service's env; a change is deployed unless ``deploy`` is false."""
+    payload = {"serviceId": service_id, "sealedEnv": seal(env), "envKeys": sorted(env), "clear": clear, "deploy": deploy}
     return await run_task(rt, "render.env", payload, source=source, correlation_id=_corr(service_id))
 
 
@@ -292,32 +295,37 @@ async def deploy(rt: Runtime, service_id: str, clear_cache: bool, *, source: str
     return out
 
 
-async def plan_blueprint(rt: Runtime, path: str | None = None) -> dict[str, Any]:
-    """The plan of render.yaml against the account (a read: no task)."""
+async def plan_blueprint(rt: Runtime, path: str | None = None, secrets: dict[str, str] | None = None) -> dict[str, Any]:
+    """The plan of render.yaml against the account (a read: no task). ``secrets``: the
+    operator's ``sync: false`` values, only compared (the plan shows them masked)."""
     render = require(rt)
     try:
         resolved = blueprint_path(path)
         repo_url, branch = blueprint_source()
         blueprint = load_blueprint(resolved, repo=repo_url, branch=branch)
         owner = await render.agent.owner_id()
-        plan_ = await plan_against(render.client, blueprint, owner)
+        plan_ = await plan_against(render.client, blueprint, owner, secrets)
     except (RenderAPIError, PayloadError, BlueprintError, RenderConfigError) as exc:
         raise failure_from(exc) from None
     body = plan_.to_dict()
     body["path"] = str(resolved.relative_to(project_root().resolve()))
-    if repo_url is None and any(s.action == "create" for s in plan_.services):
-        body.setdefault("warnings", []).append(
-            "no repository known for services render.yaml creates: set OPSLOOP_RENDER_REPO (or a git remote named origin)"
-        )
+    body["secretKeys"] = sorted({key for _, key in blueprint.secret_keys()})
     return body
 
 
-async def apply_blueprint(rt: Runtime, path: str | None = None, *, source: str) -> dict[str, Any]:
+async def apply_blueprint(
+    rt: Runtime, path: str | None = None, *, source: str, secrets: dict[str, str] | None = None, wait: bool = False
+) -> dict[str, Any]:
     try:
         blueprint_path(path)  # refuse a bad path before queueing anything
     except PayloadError as exc:
         raise failure_from(exc) from None
-    out = await run_task(rt, "render.apply", {"path": path} if path else {}, source=source, correlation_id="render:blueprint", wait_s=600)
+    payload: dict[str, Any] = {"path": path} if path else {}
+    if secrets:  # sealed: the task row shows only the keys
+        payload |= {"sealedEnv": seal(secrets), "envKeys": sorted(secrets)}
+    if wait:
+        payload["wait"] = True
+    out = await run_task(rt, "render.apply", payload, source=source, correlation_id="render:blueprint", wait_s=3600)
     require(rt).forget()
     return out
 

@@ -100,12 +100,12 @@ async def patch_env(service_id: str, request: Request, rt: Runtime = Depends(run
         env = env_of(body.env)
         if body.clear and not env:
             raise PayloadError("clear with an empty env would delete every variable; send at least one")
-        out = await render.set_env(rt, sid, env, body.clear, source=_source(request))
+        out = await render.set_env(rt, sid, env, body.clear, source=_source(request), deploy=body.deploy)
     except PayloadError as exc:
         raise BadRequest(str(exc)) from None
     except render.RenderFailure as exc:
         return _answer(exc)
-    return JSON({"env": out["env"]})
+    return JSON({"env": out["env"], "changed": out.get("changed"), "deploy": out.get("deploy")})
 
 
 @router.post(
@@ -147,9 +147,13 @@ async def blueprint_apply(request: Request, rt: Runtime = Depends(runtime)) -> J
     render.require(rt)
     body = validate(BlueprintApply, await _optional_json(request))
     try:
+        secrets = env_of(body.env or {})
+    except PayloadError as exc:
+        raise BadRequest(str(exc)) from None
+    try:
         if body.dryRun:
-            return JSON({"dryRun": True, "plan": await render.plan_blueprint(rt, body.path)})
-        out = await render.apply_blueprint(rt, body.path, source=_source(request))
+            return JSON({"dryRun": True, "plan": await render.plan_blueprint(rt, body.path, secrets)})
+        out = await render.apply_blueprint(rt, body.path, source=_source(request), secrets=secrets, wait=body.wait)
     except render.RenderFailure as exc:
         return _answer(exc)
     return JSON({"dryRun": False, **out})
