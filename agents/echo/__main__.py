@@ -1,4 +1,5 @@
-"""`python -m agents.echo [--port N]`: validate configuration, then serve the echo agent."""
+"""`python -m agents.echo [--port N]`: validate configuration, then serve the echo agent (bounded
+request heads and rate-limited repeated errors, as every server of ours: `http_server.run`)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ def main() -> None:
     args = parser.parse_args()
     require_valid_config("echo-agent")
     port = args.port or int(os.environ.get("PORT") or urlparse(get_settings().ECHO_AGENT_URL).port or 3001)
-    import uvicorn
+    from opsloop.backend import http_server
 
-    uvicorn.run("agents.echo.app:app", host=args.host, port=port, log_level="warning", access_log=False)
+    http_server.run("agents.echo.app:app", host=args.host, port=port)
 
 
 if __name__ == "__main__":

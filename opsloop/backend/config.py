@@ -167,6 +167,12 @@ class Settings(BaseSettings):
     DISPATCH_CONCURRENCY: int = 64
     LOG_RETENTION_DAYS: int = 30
     MAX_BODY_BYTES: int = 1048576
+    OPSLOOP_HTTP_MAX_HEADER_BYTES: int = 65536
+    OPSLOOP_HTTP_MAX_HEADERS: int = 100
+    OPSLOOP_HTTP_MAX_URL_BYTES: int = 8192
+    OPSLOOP_HTTP_HEADER_TIMEOUT_S: float = 5
+    OPSLOOP_HTTP_KEEPALIVE_S: float = 5
+    OPSLOOP_LOG_REPEAT_WINDOW_S: float = 60
     RENDER_API_TOKEN: str | None = Field(default=None, repr=False)
     RENDER_API_BASE_URL: str = "https://api.render.com/v1"
     RENDER_OWNER_ID: str | None = None

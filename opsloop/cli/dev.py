@@ -1,8 +1,9 @@
 """`opsloop dev`: everything locally — database, migrations, dashboard + API, echo agent.
 
 First run writes a git-ignored `.env` with a random password and internal key and prints the
-login. Each child's output is prefixed with its name; Ctrl-C stops them all, and the embedded
-database too when we started it.
+login. Each child's output is prefixed with its name. A child that dies is restarted with backoff
+while the others keep running (`supervisor.py`); Ctrl-C or SIGTERM stops them all, and the
+embedded database too when we started it.
 """
 
 from __future__ import annotations
@@ -11,15 +12,14 @@ import argparse
 import os
 import secrets
 import signal
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import httpx
 
 from opsloop.backend.config import ENV_FILE, get_settings, require_valid_config
+from opsloop.cli.supervisor import EmbeddedDatabaseChild, ProcessChild, Supervisor
 
 COLORS = {"app": "\033[36m", "echo": "\033[35m", "db": "\033[33m"}
 RESET = "\033[0m"
@@ -48,22 +48,12 @@ def say(who: str, line: str) -> None:
     sys.stdout.flush()
 
 
-def _pump(who: str, stream) -> None:
-    for line in iter(stream.readline, ""):
-        say(who, line.rstrip())
-
-
-def start(who: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    threading.Thread(target=_pump, args=(who, proc.stdout), daemon=True).start()
-    return proc
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+def wait_healthy(url: str, child: ProcessChild, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url} exited with code {proc.returncode} before it was healthy")
+        status = child.exit_status()
+        if status is not None:
+            raise RuntimeError(f"{child.label} at {url} exited ({status}) before it was healthy")
         try:
             if httpx.get(url + "/health", timeout=1.0).status_code == 200:
                 return
@@ -79,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     require_valid_config("app")
     settings = get_settings()
     from opsloop.backend import db
-    from opsloop.backend.embedded_db import DEFAULT_DATA_DIR, stop_embedded
+    from opsloop.backend.embedded_db import DEFAULT_DATA_DIR
     from opsloop.cli.frontend import build_frontend, serve_command, serve_env
 
     own_database = settings.database_url is None
@@ -88,21 +78,7 @@ def run(args: argparse.Namespace) -> int:
             "db",
             f"starting embedded PostgreSQL in {DEFAULT_DATA_DIR.relative_to(Path.cwd()) if DEFAULT_DATA_DIR.is_relative_to(Path.cwd()) else DEFAULT_DATA_DIR}",
         )
-    url = db.database_url()
-    children: list[subprocess.Popen] = []
-
-    def shutdown(*_: object) -> None:
-        for proc in children:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in children:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-        if own_database:
-            say("db", "stopping embedded PostgreSQL")
-            stop_embedded()
+    supervisor = Supervisor(say)
 
     def interrupt(*_: object) -> None:
         raise KeyboardInterrupt
@@ -112,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
     try:
+        url = db.database_url()
+        if own_database:
+            supervisor.watch(EmbeddedDatabaseChild(DEFAULT_DATA_DIR))
         say("db", "applying migrations")
         db.upgrade_database(url)
         public_url = f"http://127.0.0.1:{args.port}"
@@ -124,12 +103,14 @@ def run(args: argparse.Namespace) -> int:
         if not settings.WS_ALLOWED_ORIGINS or "WS_ALLOWED_ORIGINS" not in os.environ:
             # the browser's origin must be allowed on the state socket, whatever port we run on
             base["WS_ALLOWED_ORIGINS"] = ",".join(dict.fromkeys([*settings.allowed_origins, public_url, f"http://localhost:{args.port}"]))
-        app = start("app", serve_command("127.0.0.1", args.port), serve_env(base))
-        children.append(app)
+        app = ProcessChild("app", "app", serve_command("127.0.0.1", args.port), serve_env(base), say)
+        app.start()
+        supervisor.watch(app)
         wait_healthy(public_url, app)
         echo_env = {**base, "OPSLOOP_URL": public_url, "ECHO_AGENT_URL": agent_url}
-        echo = start("echo", [sys.executable, "-m", "agents.echo", "--port", str(args.agent_port)], echo_env)
-        children.append(echo)
+        echo = ProcessChild("echo", "echo agent", [sys.executable, "-m", "agents.echo", "--port", str(args.agent_port)], echo_env, say)
+        echo.start()
+        supervisor.watch(echo)
         wait_healthy(agent_url, echo)
         login = (
             f"{settings.BASIC_AUTH_USER} / {new_password}   (saved in .env)"
@@ -137,12 +118,13 @@ def run(args: argparse.Namespace) -> int:
             else (f"{settings.BASIC_AUTH_USER} (password: BASIC_AUTH_PASS in .env or the environment)")
         )
         print(f"\n  opsloop is ready:  {public_url}\n  log in as {login}\n  Ctrl-C stops everything.\n", flush=True)
-        while all(p.poll() is None for p in children):
-            time.sleep(0.5)
-        dead = next(p for p in children if p.poll() is not None)
-        raise RuntimeError(f"a process exited (code {dead.returncode}); stopping the rest")
+        supervisor.run_forever()  # a child that dies is restarted with backoff; only a signal ends this
     except KeyboardInterrupt:
         say("dev", "stopping…")
         return 0
     finally:
-        shutdown()
+        if own_database and not any(isinstance(s.child, EmbeddedDatabaseChild) for s in supervisor.slots):
+            supervisor.watch(EmbeddedDatabaseChild(DEFAULT_DATA_DIR))  # started, then interrupted before it was watched
+        supervisor.stop_all()
+        if own_database:
+            say("db", "stopped embedded PostgreSQL")

@@ -8,11 +8,14 @@ through Reflex's ASGI factory: later starts take about a second.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from opsloop.backend.config import PROJECT_ROOT
@@ -23,6 +26,7 @@ BUN = TOOLS / "node_modules" / ".bin" / "bun"
 BUILD_DIR = PROJECT_ROOT / ".web" / "build" / "client"
 STAMP = PROJECT_ROOT / ".web" / "build" / ".opsloop-stamp"
 LOCK = PROJECT_ROOT / ".reflex" / "build.lock"
+PACKAGE_JSON = PROJECT_ROOT / "reflex.lock" / "package.json"
 
 
 def reflex_env(base: dict[str, str] | None = None) -> dict[str, str]:
@@ -88,9 +92,36 @@ def build_frontend(*, force: bool = False, quiet: bool = True) -> bool:
         return _build(wanted, quiet)
 
 
+@contextlib.contextmanager
+def _package_json_bytes_kept(path: Path = PACKAGE_JSON) -> Iterator[None]:
+    """Reflex copies its install's `package.json` back to the tracked `reflex.lock/package.json`
+    as one compact line (same JSON, other bytes), so a fresh checkout was dirty after its first
+    build. Put the committed bytes back when the content did not change; keep a real change."""
+    before = path.read_bytes() if path.exists() else None
+    try:
+        yield
+    finally:
+        if before is not None and path.exists() and path.read_bytes() != before:
+            try:
+                same = json.loads(path.read_bytes()) == json.loads(before)
+            except ValueError:
+                same = False
+            if same:
+                path.write_bytes(before)
+
+
 def _build(wanted: str, quiet: bool) -> bool:
     out = subprocess.DEVNULL if quiet else None
-    result = subprocess.run(
+    with _package_json_bytes_kept():
+        result = _export(out)
+    if result.returncode != 0:
+        raise RuntimeError(f"dashboard build failed: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.returncode}")
+    STAMP.write_text(wanted)
+    return True
+
+
+def _export(out: int | None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "reflex", "export", "--frontend-only", "--no-zip", "--loglevel", "warning"],
         cwd=PROJECT_ROOT,
         env=reflex_env(),
@@ -98,30 +129,12 @@ def _build(wanted: str, quiet: bool) -> bool:
         stderr=subprocess.PIPE,
         text=True,
     )
-    if result.returncode != 0:
-        raise RuntimeError(f"dashboard build failed: {result.stderr.strip().splitlines()[-1] if result.stderr.strip() else result.returncode}")
-    STAMP.write_text(wanted)
-    return True
 
 
 def serve_command(host: str, port: int) -> list[str]:
-    """The built dashboard, Reflex's state socket and our API on one port (uvicorn, ASGI factory)."""
-    return [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "opsloop.opsloop:app",
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-        "--ws-ping-interval",
-        "20",
-    ]
+    """The built dashboard, Reflex's state socket and our API on one port: `opsloop serve
+    --dashboard`, as on Render (bounded request heads, rate-limited repeated errors)."""
+    return [sys.executable, "-m", "opsloop.cli", "serve", "--dashboard", "--no-migrate", "--host", host, "--port", str(port)]
 
 
 def serve_env(base: dict[str, str] | None = None) -> dict[str, str]:

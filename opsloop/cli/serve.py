@@ -1,5 +1,6 @@
 """`opsloop serve`: the API, streams and dispatcher; with `--dashboard`, also the Reflex state
-socket and the built dashboard (when `.web/build/client` exists) on the same port."""
+socket and the built dashboard (when `.web/build/client` exists) on the same port. Request heads
+are bounded and repeated log errors rate-limited (`opsloop.backend.http_server`)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
         db.upgrade_database()
     if args.no_dispatch:
         os.environ["OPSLOOP_DISPATCH"] = "0"
-    import uvicorn
+    from opsloop.backend import http_server
 
     target = "opsloop.backend.api.asgi:app"
     if args.dashboard:
@@ -29,13 +30,11 @@ def run(args: argparse.Namespace) -> int:
             env.pop("__REFLEX_MOUNT_FRONTEND_COMPILED_APP", None)
         os.environ.update(env)
         target = "opsloop.opsloop:app"  # Reflex's ASGI factory, with our API mounted inside
-    uvicorn.run(
+    http_server.run(
         target,
         factory=args.dashboard,
         host=args.host,
         port=args.port,
-        log_level="warning",
-        access_log=False,
         ws_ping_interval=20,
         ws_ping_timeout=20,
         ws_per_message_deflate=False,  # /ws fans one change out to many clients: compressing each copy costs more CPU than the frame

@@ -1,4 +1,7 @@
-"""`GET /health` (public) and `GET /config/validate`."""
+"""`GET /health` (public) and `GET /config/validate`.
+
+The public health answer names no host and no process (the instance id carries both): an
+operator finds each instance, with its PID, in the authenticated `GET /agents`."""
 
 from __future__ import annotations
 
@@ -21,7 +24,6 @@ class HealthOk(BaseModel):
     service: str
     status: Literal["ok"]
     timestamp: str
-    instance: str
     logWriter: dict[str, int]
     live: dict[str, Any]
 
@@ -87,7 +89,6 @@ async def health() -> JSON:
             "service": APP_SERVICE,
             "status": "ok",
             "timestamp": now,
-            "instance": rt.instance_id,
             "logWriter": {"buffered": rt.writer.buffered, **rt.writer.stats},
             "live": {"subscribers": rt.bus.subscriber_count, "connected": rt.bus.connected.is_set()},
         }
