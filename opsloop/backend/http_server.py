@@ -23,6 +23,9 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from opsloop.backend.config import Settings, get_settings
 
 log = logging.getLogger("opsloop.http")
+# called directly rather than through super(): these run once per request
+_on_headers_complete = HttpToolsProtocol.on_headers_complete
+_on_message_complete = HttpToolsProtocol.on_message_complete
 
 
 @dataclass(frozen=True)
@@ -107,10 +110,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if len(self.url) > limits.max_url_bytes:
             self._refusal = (414, f"request target over {limits.max_url_bytes} bytes")
             raise _Refused
-        super().on_headers_complete()
+        _on_headers_complete(self)
 
     def on_message_complete(self) -> None:
-        super().on_message_complete()
+        _on_message_complete(self)
         self._head_bytes = 0  # the next request's head starts here
 
     def _cancel_head_timer(self) -> None:
