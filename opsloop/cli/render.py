@@ -18,14 +18,17 @@ import asyncio
 import json
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BAD_OUTCOME = 0, 1, 2, 3
 FAILED = {"build_failed", "update_failed", "pre_deploy_failed"}
 IN_PROGRESS = {"created", "queued", "build_in_progress", "update_in_progress", "pre_deploy_in_progress"}
 TERMINAL = {"live", "deactivated", "canceled", *FAILED}
+UNHEALTHY = "unhealthy"  # the latest deploy is live but the health check path does not answer
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _SECRET = re.compile(r"PASS|SECRET|TOKEN|PRIVATE|CREDENTIAL|DSN|DATABASE_URL|(^|_)KEY($|_)", re.IGNORECASE)
 
@@ -57,6 +60,13 @@ def add_parser(sub: Any, url_help: str) -> None:
     fake.add_argument("--token", help="Bearer token the fake requires (default: RENDER_API_TOKEN; none: any)")
     fake.add_argument("--build-seconds", type=float, default=2.0, help="simulated build time (default 2)")
     fake.add_argument("--rate-scale", type=float, default=1.0, help="multiply Render's rate limits (default 1: Render's own)")
+    fake.add_argument("--work-dir", help="where deploys are checked out, built and run (default: a new temporary folder)")
+    fake.add_argument("--build-venv", help="a virtualenv whose packages builds reuse instead of downloading (e.g. .venv)")
+    fake.add_argument(
+        "--repo-map", action="append", default=[], metavar="URL=PATH", help="clone this repository URL from a local git folder (repeatable)"
+    )
+    fake.add_argument("--postgres-url", help="PostgreSQL server (admin URL) for real Postgres instances, or `embedded`")
+    fake.add_argument("--validate-openapi", action="store_true", help="check every exchange against Render's OpenAPI document")
 
     status = command("status", "services with their latest deploy status", _status)
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -172,7 +182,35 @@ def _fake(args: argparse.Namespace) -> int:
     )
     if args.rate_scale <= 0:
         raise UsageError("--rate-scale must be positive")
-    run_fake_render(args.host, args.port, token or None, build_seconds=args.build_seconds, log_level="warning", rate_scale=args.rate_scale)
+    repo_map = {}
+    for pair in args.repo_map:
+        url, sep, path = pair.partition("=")
+        if not sep or not url or not path:
+            raise UsageError(f"--repo-map expects URL=PATH, got {pair[:60]!r}")
+        repo_map[url.rstrip("/")] = str(Path(path).resolve())
+    work_dir = Path(args.work_dir).resolve() if args.work_dir else Path(tempfile.mkdtemp(prefix="opsloop-render-"))
+    postgres_url = args.postgres_url
+    if postgres_url == "embedded":
+        from opsloop.backend.embedded_db import start_embedded
+
+        postgres_url = start_embedded(work_dir / "postgres" / "data")
+    build_venv = Path(args.build_venv).absolute() if args.build_venv else None
+    if build_venv is not None and not (build_venv / "bin" / "python").exists():
+        raise UsageError(f"--build-venv {args.build_venv}: not a virtualenv (no bin/python)")
+    sys.stderr.write(f"deploys of reachable repositories run under {work_dir}\n")
+    run_fake_render(
+        args.host,
+        args.port,
+        token or None,
+        build_seconds=args.build_seconds,
+        log_level="warning",
+        rate_scale=args.rate_scale,
+        work_dir=work_dir,
+        build_venv=build_venv,
+        repo_map=repo_map,
+        postgres_url=postgres_url,
+        validate_openapi=args.validate_openapi,
+    )
     return EXIT_OK
 
 
@@ -246,7 +284,8 @@ def _status(args: argparse.Namespace) -> int:
                 "updatedAt": latest.get("updatedAt"),
             }
         )
-    failed = [r for r in rows if r["status"] in FAILED]
+    _check_health(rows, {s["id"]: s for s in services})
+    failed = [r for r in rows if r["status"] in FAILED or r["status"] == UNHEALTHY]
     if args.json:
         _print_json({"services": rows, "failed": len(failed)})
     else:
@@ -256,8 +295,26 @@ def _status(args: argparse.Namespace) -> int:
         for r in rows:
             print(f"{r['status']:<22} {r['name']!s:<{width}}  {r['id']}  {r['type']}  {_age(r['updatedAt'])}")
         if failed:
-            print(f"{len(failed)} of {len(rows)} service(s) failed their latest deploy", file=sys.stderr)
+            print(f"{len(failed)} of {len(rows)} service(s) failed their latest deploy or do not answer", file=sys.stderr)
     return EXIT_BAD_OUTCOME if (args.fail_on_error and failed) else EXIT_OK
+
+
+def _check_health(rows: list[dict[str, Any]], services: dict[str, dict[str, Any]]) -> None:
+    """A live web service must answer its health check path, or it is shown as `unhealthy`."""
+    import httpx
+
+    for row in rows:
+        details = services[row["id"]].get("serviceDetails") or {}
+        path, url = details.get("healthCheckPath"), str(details.get("url") or "").rstrip("/")
+        if row["status"] != "live" or row["type"] != "web_service" or not path or not url:
+            continue
+        try:
+            answered = httpx.get(url + path, timeout=5.0, follow_redirects=True).status_code < 400
+        except httpx.HTTPError:
+            answered = False
+        row["health"] = "ok" if answered else "not answering"
+        if not answered:
+            row["status"] = UNHEALTHY
 
 
 def _list(args: argparse.Namespace) -> int:

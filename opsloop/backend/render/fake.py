@@ -59,6 +59,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -69,6 +70,7 @@ from starlette.routing import Route
 
 from .client import RATE_LIMITS, RateLimit, rate_class
 from .fake_resources import Resources
+from .fake_runner import DEFAULT_PORT, DeployFailed, Runner
 
 API_PREFIX = "/v1"
 SRC_ROOT = "/opt/render/project/src"
@@ -79,6 +81,7 @@ DEFAULT_OWNER = {
     "type": "team",
 }
 DEFAULT_REPO_DIRS: tuple[str, ...] = ("",)
+MAX_LOG_LINES = 50_000
 BUILD_OUTPUTS: tuple[tuple[str, str], ...] = (
     ("reflex export", ".web/build/client"),
     ("npm run build", "dist"),
@@ -358,6 +361,7 @@ class FakeRender:
     rate_limits: Mapping[str, RateLimit] = field(default_factory=lambda: dict(RATE_LIMITS))
     checker: Any = None  # OpenAPIChecker when validating
     postgres_url: str | None = None  # a PostgreSQL server for real Postgres instances
+    runner: Runner | None = None  # runs deploys of services whose repository it can reach
 
     def __post_init__(self) -> None:
         self.rates = RateWindows(self.rate_limits)
@@ -476,6 +480,8 @@ class FakeRender:
     async def reset(self) -> None:
         """Forget everything but the owners (for tests)."""
         await self.resources.reset()
+        if self.runner is not None:
+            await self.runner.close()
         for task in self._tasks.values():
             task.cancel()
         self._tasks.clear()
@@ -510,6 +516,8 @@ class FakeRender:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.resources.reset()
+        if self.runner is not None:
+            await self.runner.close()
 
     # ----- lookups -------------------------------------------------------------------
 
@@ -700,6 +708,8 @@ class FakeRender:
         del self.services[service_id]
         self.env.pop(service_id, None)
         self.deploys.pop(service_id, None)
+        if self.runner is not None:
+            await self.runner.forget(service_id)
         return Response(status_code=204)
 
     # ----- env vars ------------------------------------------------------------------
@@ -805,9 +815,12 @@ class FakeRender:
         task.add_done_callback(lambda _t, did=deploy["id"]: self._tasks.pop(did, None))
 
     async def _build(self, service_id: str, deploy: dict[str, Any]) -> None:
-        """Walk one deploy through its statuses (module docstring, build model)."""
+        """Walk one deploy through its statuses: really run (``fake_runner``), or the build model."""
         await asyncio.sleep(self.build_seconds * 0.25)
         service = self.services[service_id]  # the configuration as the build starts
+        if self.runner is not None and self.runner.source(service.get("repo")) is not None:
+            await self._boot(service_id, deploy, json.loads(json.dumps(service)))
+            return
         static = service["type"] == "static_site"
         self._set_status(deploy, "build_in_progress")
         deploy["startedAt"] = deploy["updatedAt"]
@@ -823,6 +836,38 @@ class FakeRender:
             self._log(service_id, "==> Deploying...")
             await asyncio.sleep(self.build_seconds * 0.25)
         self._log(service_id, "==> Your site is live 🎉" if static else "==> Your service is live 🎉")
+        self._finish(service_id, deploy, "live")
+
+    async def _boot(self, service_id: str, deploy: dict[str, Any], service: dict[str, Any]) -> None:
+        """A deploy that really runs: build, pre-deploy, start, health check (``fake_runner``)."""
+        assert self.runner is not None
+        self._set_status(deploy, "build_in_progress")
+        deploy["startedAt"] = deploy["updatedAt"]
+
+        def log(line: str) -> None:
+            if service_id in self.services:
+                self._log(service_id, line, "app" if deploy["status"] == "live" else "build")
+
+        try:
+            source = self.runner.source(service.get("repo"))
+            assert source is not None
+            commit = await self.runner.resolve_commit(source, str(service.get("branch") or "main"))
+            deploy["commit"] = {"id": commit["id"], "message": f"commit {commit['id'][:7]}", "createdAt": deploy["createdAt"]}
+            env = {**self.resources.env_for(service_id), **self.env[service_id]}
+            peers = {s["slug"]: (self.env[i].get("PORT") or DEFAULT_PORT, i) for i, s in self.services.items() if s["type"] != "static_site"}
+            await self.runner.deploy(service, env, peers, deploy["commit"], lambda status: self._set_status(deploy, status), log)
+        except DeployFailed as exc:
+            log(exc.line)
+            self._finish(service_id, deploy, exc.status)
+            return
+        except OSError as exc:
+            log(f"==> Could not run the deploy: {exc}")
+            self._finish(service_id, deploy, "build_failed")
+            return
+        url = self.runner.url(service_id)
+        if url and service_id in self.services and service["type"] in ("web_service", "static_site"):
+            self.services[service_id]["serviceDetails"]["url"] = url
+        log("==> Your site is live 🎉" if service["type"] == "static_site" else "==> Your service is live 🎉")
         self._finish(service_id, deploy, "live")
 
     def _set_status(self, deploy: dict[str, Any], status: str) -> None:
@@ -848,6 +893,8 @@ class FakeRender:
         """Append a log line; timestamps strictly increase so time paging is exact."""
         now = max(datetime.now(UTC), self._last_log_at + timedelta(microseconds=1))
         self._last_log_at = now
+        if len(self.logs) >= MAX_LOG_LINES:
+            del self.logs[: MAX_LOG_LINES // 10]  # a long-running local Render keeps the newest lines
         self.logs.append(
             {
                 "ownerId": self.services[service_id]["ownerId"],
@@ -1062,12 +1109,16 @@ def create_fake_render_app(
     repo_dirs: Sequence[str] = DEFAULT_REPO_DIRS,
     rate_limits: Mapping[str, RateLimit] | None = None,
     validate_openapi: bool = False,
+    runner: Runner | None = None,
+    postgres_url: str | None = None,
 ) -> Starlette:
     """The fake as an ASGI app; its state is ``app.state.fake`` (a :class:`FakeRender`).
 
     ``token``: when set, every ``/v1`` request needs ``Authorization: Bearer <token>``.
     ``validate_openapi``: check every exchange against Render's OpenAPI document and list
     the problems at ``GET /__fake__/openapi-problems`` (needs the reference data).
+    ``runner``: really build and run services whose repository it can reach (``fake_runner``).
+    ``postgres_url``: a PostgreSQL server (admin URL) where Postgres instances are real databases.
     """
     checker = None
     if validate_openapi:
@@ -1081,6 +1132,8 @@ def create_fake_render_app(
         repo_dirs=tuple(repo_dirs),
         rate_limits=dict(rate_limits if rate_limits is not None else RATE_LIMITS),
         checker=checker,
+        postgres_url=postgres_url,
+        runner=runner,
     )
 
     async def reset(_: Request) -> Response:
@@ -1143,14 +1196,26 @@ def run_fake_render(
     build_seconds: float = 2.0,
     log_level: str = "info",
     rate_scale: float = 1.0,
+    work_dir: Path | None = None,
+    build_venv: Path | None = None,
+    repo_map: Mapping[str, str] | None = None,
+    postgres_url: str | None = None,
+    validate_openapi: bool = False,
 ) -> None:
     """Serve the fake with uvicorn until interrupted (``opsloop render fake``).
 
     ``rate_scale`` multiplies Render's documented limits (e.g. 10 for busy local runs and tests
-    with several opsloop instances polling every second).
+    with several opsloop instances polling every second). Deploys of services whose repository
+    is reachable run for real under ``work_dir`` (a temporary folder when not given).
     """
+    import tempfile
+
     import uvicorn
 
     limits = {name: RateLimit(max(1, int(rule.limit * rate_scale)), rule.period) for name, rule in RATE_LIMITS.items()}
-    app = create_fake_render_app(token=token, build_seconds=build_seconds, rate_limits=limits)
+    folder = work_dir or Path(tempfile.mkdtemp(prefix="opsloop-render-"))
+    runner = Runner(folder, build_venv=build_venv, repo_map=dict(repo_map or {}), api_url=f"http://{host}:{port}{API_PREFIX}")
+    app = create_fake_render_app(
+        token=token, build_seconds=build_seconds, rate_limits=limits, runner=runner, postgres_url=postgres_url, validate_openapi=validate_openapi
+    )
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -139,10 +139,12 @@ class Resources:
                 await conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database), sql.Identifier(user)))
                 self._created.append((database, user))
             server = urlsplit(self.postgres_url)
-            host, port = server.hostname or "127.0.0.1", server.port or 5432
+            host, port, query = server.hostname or "", server.port or 5432, server.query  # a unix socket: ?host=/dir
         else:
             await asyncio.sleep(self.settle_seconds)
-        url = f"postgresql://{quote(user)}:{password}@{host}:{port}/{database}"
+            query = ""
+        where = f"{host}:{port}" if host else ""
+        url = f"postgresql://{quote(user)}:{password}@{where}/{database}" + (f"?{query}" if query else "")
         self.connections[pid] = {
             "password": password,
             "internalConnectionString": url,
