@@ -65,6 +65,13 @@ def add_parser(sub: Any, url_help: str) -> None:
     fake.add_argument(
         "--repo-map", action="append", default=[], metavar="URL=PATH", help="clone this repository URL from a local git folder (repeatable)"
     )
+    fake.add_argument(
+        "--build-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra env for builds and processes, e.g. where a build tool is (repeatable)",
+    )
     fake.add_argument("--postgres-url", help="PostgreSQL server (admin URL) for real Postgres instances, or `embedded`")
     fake.add_argument("--validate-openapi", action="store_true", help="check every exchange against Render's OpenAPI document")
 
@@ -194,6 +201,12 @@ def _fake(args: argparse.Namespace) -> int:
         from opsloop.backend.embedded_db import start_embedded
 
         postgres_url = start_embedded(work_dir / "postgres" / "data")
+    build_env = {}
+    for pair in args.build_env:
+        key, sep, value = pair.partition("=")
+        if not sep or not _KEY.match(key):
+            raise UsageError(f"--build-env expects KEY=VALUE, got {key[:40]!r}")
+        build_env[key] = value
     build_venv = Path(args.build_venv).absolute() if args.build_venv else None
     if build_venv is not None and not (build_venv / "bin" / "python").exists():
         raise UsageError(f"--build-venv {args.build_venv}: not a virtualenv (no bin/python)")
@@ -210,6 +223,7 @@ def _fake(args: argparse.Namespace) -> int:
         repo_map=repo_map,
         postgres_url=postgres_url,
         validate_openapi=args.validate_openapi,
+        build_env=build_env,
     )
     return EXIT_OK
 

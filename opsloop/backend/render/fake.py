@@ -1201,6 +1201,7 @@ def run_fake_render(
     repo_map: Mapping[str, str] | None = None,
     postgres_url: str | None = None,
     validate_openapi: bool = False,
+    build_env: Mapping[str, str] | None = None,
 ) -> None:
     """Serve the fake with uvicorn until interrupted (``opsloop render fake``).
 
@@ -1214,7 +1215,9 @@ def run_fake_render(
 
     limits = {name: RateLimit(max(1, int(rule.limit * rate_scale)), rule.period) for name, rule in RATE_LIMITS.items()}
     folder = work_dir or Path(tempfile.mkdtemp(prefix="opsloop-render-"))
-    runner = Runner(folder, build_venv=build_venv, repo_map=dict(repo_map or {}), api_url=f"http://{host}:{port}{API_PREFIX}")
+    runner = Runner(
+        folder, build_venv=build_venv, repo_map=dict(repo_map or {}), api_url=f"http://{host}:{port}{API_PREFIX}", build_env=dict(build_env or {})
+    )
     app = create_fake_render_app(
         token=token, build_seconds=build_seconds, rate_limits=limits, runner=runner, postgres_url=postgres_url, validate_openapi=validate_openapi
     )

@@ -145,9 +145,11 @@ class Runner:
     repo_map: Mapping[str, str] = field(default_factory=dict)
     api_url: str = ""
     health_timeout: float = HEALTH_TIMEOUT_S
+    build_env: Mapping[str, str] = field(default_factory=dict)  # tools this machine's builds need (Render's image has its own)
     relays: dict[str, Relay] = field(default_factory=dict)
     live: dict[str, Running] = field(default_factory=dict)  # service id -> live process
     _venv_bin: Path | None = None
+    _venv_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     # ----- what can run -------------------------------------------------------------------
 
@@ -354,7 +356,7 @@ class Runner:
             "RENDER_GIT_REPO_SLUG": str(service.get("repo") or "").rstrip("/").split("/", 3)[-1],
         }
         local = {"RENDER_API_BASE_URL": self.api_url} if self.api_url and "RENDER_API_BASE_URL" not in own else {}
-        return {**base, **extra, **local, **own, **render}
+        return {**base, **extra, **self.build_env, **local, **own, **render}
 
     async def _private(self, value: str, peers: Mapping[str, tuple[str, str]]) -> str:
         """Render's private network, locally: ``<slug>:<declared port>`` -> the service's relay."""
@@ -368,8 +370,9 @@ class Runner:
         """The fresh virtualenv's bin folder (module docstring), made once."""
         if self.build_venv is None:
             return None
-        if self._venv_bin is None:
-            self._venv_bin = await asyncio.to_thread(_reuse_venv, self.build_venv, self.work_dir / "venv")
+        async with self._venv_lock:  # deploys start together: one makes it, the others wait
+            if self._venv_bin is None:
+                self._venv_bin = await asyncio.shield(asyncio.to_thread(_reuse_venv, self.build_venv, self.work_dir / "venv"))
         return self._venv_bin
 
     # ----- lifecycle ------------------------------------------------------------------------
@@ -391,9 +394,11 @@ def _reuse_venv(source: Path, dest: Path) -> Path:
     """A virtualenv seeing ``source``'s packages and console scripts (``--without-pip``: seconds, not minutes)."""
     import subprocess
 
+    if (dest / "bin" / "python").exists():
+        return dest / "bin"
+    final, dest = dest, dest.with_name(dest.name + ".partial")  # made aside, then renamed: never half there
+    shutil.rmtree(dest, ignore_errors=True)
     bin_dir = dest / "bin"
-    if (bin_dir / "python").exists():
-        return bin_dir
     python = source / "bin" / "python"
     subprocess.run([str(python if python.exists() else sys.executable), "-m", "venv", "--without-pip", str(dest)], check=True, capture_output=True)
     purelib = (
@@ -415,9 +420,10 @@ def _reuse_venv(source: Path, dest: Path) -> Path:
         text = script.read_bytes()
         first = text.split(b"\n", 1)[0]
         if first.startswith(b"#!") and (str(ours).encode() in first or str(source / "bin").encode() in first):  # a console script of it
-            target.write_bytes(b"#!" + str(bin_dir / "python").encode() + text[text.index(b"\n") :])
+            target.write_bytes(b"#!" + str(final / "bin" / "python").encode() + text[text.index(b"\n") :])
             target.chmod(0o755)
-    return bin_dir
+    dest.rename(final)
+    return final / "bin"
 
 
 async def _capture(args: list[str]) -> str:
