@@ -23,6 +23,10 @@ import psycopg
 import pytest
 import pytest_asyncio
 
+from opsloop.backend.render.blueprint import blueprint_from_dict
+from opsloop.backend.render.blueprint_apply import StepResult, apply
+from opsloop.backend.render.blueprint_plan import plan_against
+from opsloop.backend.render.blueprint_wait import wait_and_check
 from opsloop.backend.render.client import RenderClient, Throttle
 from opsloop.backend.render.fake import create_fake_render_app
 from opsloop.backend.render.fake_runner import Runner
@@ -223,3 +227,36 @@ async def test_render_status_never_calls_live_a_service_that_does_not_answer(ren
     os.killpg(local_render.state.runner.live[service["id"]].process.pid, signal.SIGKILL)  # it dies; the deploy stays "live"
     sick = await asyncio.to_thread(cli, "render", "status", "--fail-on-error", env=env)
     assert sick.returncode == 3 and sick.stdout.split()[0] == "unhealthy", sick.stdout
+
+
+async def test_wait_names_the_service_that_is_not_live_or_not_valid(render: RenderClient, local_render: FakeServer, repo: Path) -> None:
+    data = {
+        "services": [
+            {"type": "web", "name": "wait-good", "runtime": "python", "buildCommand": "echo built > built.txt", "startCommand": f"{PY} app.py"},
+            {
+                "type": "web",
+                "name": "wait-sick",
+                "runtime": "python",
+                "buildCommand": "true",
+                "startCommand": f"{PY} app.py",
+                "healthCheckPath": "/health",
+            },
+        ]
+    }
+    data["services"][1]["envVars"] = [{"key": "CRASH", "value": "1"}]
+    blueprint = blueprint_from_dict(data, repo=str(repo), branch="main")
+    owner = owner_id(local_render)
+    result = await apply(render, await plan_against(render, blueprint, owner), owner, poll_s=0.05)
+    assert result.ok, result.to_dict()
+    seen: list[StepResult] = []
+
+    async def record(step: StepResult) -> None:
+        seen.append(step)
+
+    ok = await wait_and_check(render, blueprint, result, on_step=record, poll_s=0.1)
+    assert not ok
+    by = {(s.service, s.action): s for s in seen}
+    assert by[("wait-good", "deployed")].ok and by[("wait-good", "config")].ok is False  # no /config/validate: not ok
+    assert not by[("wait-sick", "deployed")].ok and "update_failed" in by[("wait-sick", "deployed")].detail
+    assert "crashing on purpose" in by[("wait-sick", "deployed")].detail  # the last log lines say why
+    assert by[("wait-sick", "health")].detail == "latest deploy is update_failed, not live"
