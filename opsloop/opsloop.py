@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 import reflex as rx
 
 from opsloop.backend.api.app import create_api
+from opsloop.backend.api.security_headers import SecurityHeaders
 from opsloop.backend.runtime import get_runtime
 from opsloop.pages.activity import activity_page
 from opsloop.pages.agents import agents_page
@@ -32,6 +33,7 @@ from opsloop.state.live import live_pusher
 from opsloop.state.new_task import NewTaskState
 from opsloop.state.overview import OverviewState
 from opsloop.state.session import LoginState, SessionState
+from opsloop.state.session_sweeper import session_sweeper
 from opsloop.state.task_detail import TaskDetailState
 from opsloop.state.tasks import TasksState
 
@@ -48,9 +50,11 @@ async def runtime_lifespan() -> AsyncIterator[None]:
 
 api = create_api()
 api.add_middleware(FrontendOrigin)
+api.add_middleware(SecurityHeaders)  # outside FrontendOrigin too (added once per answer)
 app = rx.App(api_transformer=api)
 app.register_lifespan_task(runtime_lifespan)
 app.register_lifespan_task(live_pusher)
+app.register_lifespan_task(session_sweeper)
 app.add_middleware(SessionGate())
 
 

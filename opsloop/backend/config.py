@@ -8,8 +8,6 @@ value, only key names and rule names, so they are safe to print, log and return 
 from __future__ import annotations
 
 import functools
-import hashlib
-import hmac
 import json
 import os
 import sys
@@ -191,6 +189,8 @@ class Settings(BaseSettings):
     OPSLOOP_RENDER_BRANCH: str | None = None
     OPSLOOP_PUBLIC_URL: str | None = None
     OPSLOOP_DATA_DIR: str | None = None
+    OPSLOOP_TRUSTED_PROXIES: str = ""
+    OPSLOOP_SESSION_MAX_AGE_S: float = 43200
     OPSLOOP_IGNORE_DOTENV: Literal["0", "1"] = "0"
 
     @field_validator("OPSLOOP_URL", "LOGGING_URL", "ECHO_AGENT_URL")
@@ -219,14 +219,6 @@ class Settings(BaseSettings):
     @property
     def monitored_services(self) -> list[str]:
         return [s.strip() for s in (self.RENDER_MONITOR_SERVICES or "").split(",") if s.strip()]
-
-    @property
-    def session_secret(self) -> str:
-        """SESSION_SECRET, or a key derived from INTERNAL_KEY so a fresh install needs no extra key."""
-        if self.SESSION_SECRET:
-            return self.SESSION_SECRET
-        base = (self.INTERNAL_KEY or "").encode()
-        return hmac.new(base, b"opsloop-session-v1", hashlib.sha256).hexdigest()
 
 
 @functools.cache

@@ -153,3 +153,27 @@ class RenderFix(SQLModel, table=True):
     outcome: str = Field(sa_column=sa.Column(sa.Text, nullable=False, server_default="pending"))
     task_id: uuid.UUID | None = Field(default=None, sa_column=sa.Column(pg.UUID(as_uuid=True), nullable=True))
     created_at: datetime = Field(sa_column=_now_column())
+
+
+class DashboardSession(SQLModel, table=True):
+    """A dashboard login: the cookie names it (by a random id, stored hashed); logout and expiry end it."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (sa.Index("sessions_expires_idx", "expires_at"), {"extend_existing": True})
+
+    id: str = Field(sa_column=sa.Column(sa.Text, primary_key=True))
+    username: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    created_at: datetime = Field(sa_column=_now_column())
+    expires_at: datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+    revoked_at: datetime | None = Field(default=None, sa_column=sa.Column(sa.DateTime(timezone=True), nullable=True))
+
+
+class AppSecret(SQLModel, table=True):
+    """Secrets the app generates for itself, shared by every instance (the session signing key)."""
+
+    __tablename__ = "app_secrets"
+    __table_args__ = ({"extend_existing": True},)
+
+    name: str = Field(sa_column=sa.Column(sa.Text, primary_key=True))
+    value: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    created_at: datetime = Field(sa_column=_now_column())

@@ -1,8 +1,10 @@
 """Who is logged in: read from the HttpOnly session cookie on the state socket's own handshake.
 
 The browser never sees the cookie's value (HttpOnly); we read it server-side from the headers of
-the socket connection. Logging in is a native form POST to `/auth/login`, which reloads the page
-and so reconnects the socket with the new cookie.
+the socket connection and look its session up (`backend/sessions.py`: revocable, cached ~1 s).
+Logging in is a native form POST to `/auth/login`, which reloads the page and so reconnects the
+socket with the new cookie. `next` is only ever followed as a same-origin path (`safe_next`):
+`/login?next=javascript:…` once ran script on this origin for a logged-in user.
 """
 
 from __future__ import annotations
@@ -11,25 +13,33 @@ from urllib.parse import quote
 
 import reflex as rx
 
-from opsloop.backend.auth import session_from_cookie_header
-from opsloop.backend.config import get_settings
+from opsloop.backend.redirects import safe_next
+from opsloop.backend.sessions import Session, store
+
+
+async def session_of(state: rx.State) -> Session | None:
+    """The live session of this client's socket (its cookie), else None."""
+    return await store().from_cookie_header(state.router.headers.cookie)
 
 
 def current_user(state: rx.State) -> str | None:
-    return session_from_cookie_header(get_settings(), state.router.headers.cookie)
+    """The user the gate verified for the event being handled (no database round trip)."""
+    session = store().cached(state.router.headers.cookie)
+    return session.user if session else None
 
 
 class SessionState(rx.State):
     user: str = ""
+    _session: str = ""  # the session this client's state belongs to (set and checked by the gate)
 
     @rx.event
-    def check_login(self):
+    async def check_login(self):
         """Every page's first on_load: a logged-out visit lands on /login, then comes back."""
-        user = current_user(self)
-        if not user:
+        session = await session_of(self)
+        if session is None:
             self.user = ""
-            return rx.redirect(f"/login?next={quote(self.router.url.path or '/')}", replace=True)
-        self.user = user
+            return rx.redirect(f"/login?next={quote(safe_next(self.router.url.path or '/'))}", replace=True)
+        self.user = session.user
         return None
 
 
@@ -40,11 +50,11 @@ class LoginState(rx.State):
     next_path: str = "/"
 
     @rx.event
-    def load(self):
-        if current_user(self):
-            return rx.redirect(self.router.url.query_parameters.get("next") or "/", replace=True)
+    async def load(self):
         params = self.router.url.query_parameters
+        next_path = safe_next(params.get("next"))
+        if await session_of(self) is not None:
+            return rx.redirect(next_path, replace=True)
         self.failed = params.get("error") == "1"
-        nxt = params.get("next") or "/"
-        self.next_path = nxt if nxt.startswith("/") and not nxt.startswith("//") else "/"
+        self.next_path = next_path
         return None

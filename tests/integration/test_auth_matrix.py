@@ -36,9 +36,11 @@ def agent_routes() -> list[tuple[str, str, str]]:
     return route_table(app)
 
 
-def call(base: str, method: str, path: str, headers: dict[str, str]) -> httpx.Response:
+def call(base: str, method: str, path: str, headers: dict[str, str], source: str = "127.0.0.1") -> httpx.Response:
+    """One request from client address `source` (any 127.x.y.z is this machine)."""
     body = None if method == "GET" else b"{}"
-    return httpx.request(method, base + concrete(path), headers={**headers, "content-type": "application/json"}, content=body, timeout=10)
+    with httpx.Client(transport=httpx.HTTPTransport(local_address=source), timeout=10) as c:
+        return c.request(method, base + concrete(path), headers={**headers, "content-type": "application/json"}, content=body)
 
 
 CASES = {
@@ -51,12 +53,19 @@ CASES = {
 }
 
 
+# One client address per case: the API counts wrong credentials per address and, after a few,
+# answers that address 429 before evaluating anything (opsloop/backend/limiter.py).
+SOURCES = {case: f"127.0.0.{20 + i}" for i, case in enumerate(CASES)}
+
+
 def expect_app(method: str, path: str, case: str, status: int) -> None:
     where = f"{method} {path} [{case}] → {status}"
     if (method, path) in PUBLIC:
         assert status not in (401, 403), where
-    elif case in ("none", "wrong", "wrong-internal"):
+    elif case == "none":
         assert status == 401, where
+    elif case in ("wrong", "wrong-internal"):
+        assert status in (401, 429), where  # 429: this address guessed wrong too often
     elif case == "basic" and (method, path) in SERVICE_ONLY_APP:
         assert status == 403, where
     else:
@@ -74,8 +83,10 @@ def test_app_http_matrix(stack, case: str) -> None:
     for kind, method, path in app_routes():
         if kind != "http" or (path == "/logs/stream" and case in ("basic", "internal", "internal-lowercase-header")):
             continue
-        resp = call(stack.url, method, path, CASES[case])
+        resp = call(stack.url, method, path, CASES[case], SOURCES[case])
         expect_app(method, path, case, resp.status_code)
+        if resp.status_code == 429:
+            assert int(resp.headers["retry-after"]) >= 1, f"{method} {path}"
         if resp.status_code == 401:
             assert resp.headers.get("www-authenticate", "").startswith("Basic"), f"{method} {path}"
             assert resp.json() == {"error": "Unauthorized"}

@@ -21,9 +21,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from opsloop.backend.api import openapi
 from opsloop.backend.api.body_limit import counting, declared_too_large, too_large_message
+from opsloop.backend.api.csrf import CrossSiteGuard
 from opsloop.backend.api.deps import JSON, caller, error
 from opsloop.backend.api.hot_routes import HotRoutes
 from opsloop.backend.api.routes import agents, health, logs, render, session, stream, tasks
+from opsloop.backend.api.security_headers import SecurityHeaders
 from opsloop.backend.config import get_settings
 from opsloop.backend.errors import DomainError
 from opsloop.backend.runtime import get_runtime
@@ -110,9 +112,11 @@ def create_api(*, manage_runtime: bool = False) -> FastAPI:
         allow_headers=["Authorization", "Content-Type", "X-Internal-Key", "Last-Event-ID"],
         allow_credentials=False,
     )
+    api.add_middleware(CrossSiteGuard, allowed_origins=settings.allowed_origins)  # CSRF: cross-site writes, non-JSON bodies
     api.add_middleware(BodyLimit, limit=settings.MAX_BODY_BYTES)
     hot = {("POST", "/task"): tasks.CreateASGI(), ("POST", "/log"): logs.IngestASGI()}
     api.add_middleware(HotRoutes, routes=hot, body_limit=settings.MAX_BODY_BYTES, on_error=error_response)
+    api.add_middleware(SecurityHeaders)  # outermost: CSP and friends on every answer, the hot routes' too
     return api
 
 

@@ -11,8 +11,8 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.responses import JSONResponse
 
 from opsloop.backend import jsonutil
-from opsloop.backend.auth import Principal, authenticate
-from opsloop.backend.config import get_settings
+from opsloop.backend.api.identity import identify
+from opsloop.backend.auth import Principal
 from opsloop.backend.errors import BadRequest
 from opsloop.backend.runtime import Runtime, get_runtime
 
@@ -39,9 +39,9 @@ def unauthorized() -> HTTPException:
 
 
 async def caller(request: Request) -> Principal:
-    """Basic Auth or X-Internal-Key; `?auth=` is only for stream routes (see `stream_caller`).
+    """Basic Auth, X-Internal-Key or the dashboard session; `?auth=` is only for stream routes (see `stream_caller`).
     Async (like every dependency here): FastAPI runs a plain `def` in a worker thread per request."""
-    p = authenticate(get_settings(), request.headers.get("authorization"), request.headers.get("x-internal-key"))
+    p = await identify(request)  # Basic (throttled per address after failures), X-Internal-Key, or the session cookie
     if p is None:
         raise unauthorized()
     return p
