@@ -10,7 +10,6 @@ exercised), with a cap of one fix per service per hour.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +24,7 @@ from tests.support.processes import Proc, wait_for
 from .conftest import static_site
 from .procs import FakeProc, client, db, kinds, start_app, start_fake, tasks_of, wait_deploy_status
 
-SITES = ("mon-empty", "mon-wrongpub", "mon-cap")
+SITES = ("mon-empty", "mon-wrongpub", "mon-cap", "mon-tick-1", "mon-tick-2")
 DEFAULT_BUILD = Settings.model_fields["RENDER_STATIC_SITE_BUILD_COMMAND"].default
 
 
@@ -86,6 +85,13 @@ def create_site(http: httpx.Client, name: str, **kw: Any) -> tuple[str, str]:
     return resp.json()["service"]["id"], resp.json()["deployId"]
 
 
+def a_later_tick(http: httpx.Client, database_url: str, name: str) -> None:
+    """A marker instead of a sleep: a new broken site the monitor must handle. Once its row exists, a
+    whole tick that started after this call has run, and a tick looks at every watched site."""
+    sid, _ = create_site(http, name, build="", publish=".web/build/client")
+    wait_rows(database_url, sid, lambda r: len(r) >= 1, f"the monitor to handle {name}")
+
+
 def test_empty_build_command_is_fixed_and_the_redeploy_goes_live(cluster: Cluster) -> None:
     url = cluster.database_url
     with cluster.http() as http:
@@ -128,7 +134,7 @@ def test_a_fix_that_does_not_help_is_not_repeated(cluster: Cluster) -> None:
         assert seen.index("render.autofix.reverted") < seen.index("render.autofix.outcome")
         service = http.get("/render/services", params={"name": "mon-wrongpub"}).json()["services"][0]
         assert service["serviceDetails"]["publishPath"] == "public"  # the change that did not help is undone
-        time.sleep(3.5)  # several more ticks of both instances
+        a_later_tick(http, url, "mon-tick-1")
         assert [x["outcome"] for x in fix_rows(url, sid)] == ["failed", "left_to_person"]
         assert len(autofix_tasks(url, sid)) == 1
         assert wait_deploy_status(http, sid)["status"] == "build_failed"
@@ -155,7 +161,8 @@ def test_the_cap_holds_across_a_restart(cluster: Cluster) -> None:
     rows = wait_rows(url, sid, lambda r: len(r) == 2, "the monitor to look at the new failure after the restart")
     assert rows[1]["deploy_id"] == deploy["id"] and rows[1]["outcome"] == "left_to_person"
     assert "cap reached" in rows[1]["fix"]["reason"]
-    time.sleep(2.5)
+    with cluster.http() as http:
+        a_later_tick(http, url, "mon-tick-2")
     assert len(fix_rows(url, sid)) == 2 and len(autofix_tasks(url, sid)) == 1
 
 
@@ -164,7 +171,7 @@ def test_each_failed_deploy_was_handled_once_by_one_instance(cluster: Cluster) -
         dupes = conn.execute("SELECT service_id, deploy_id, count(*) FROM render_fixes GROUP BY 1, 2 HAVING count(*) > 1").fetchall()
         tasks = conn.execute("SELECT count(*) AS n, count(DISTINCT payload->>'deployId') AS d FROM tasks WHERE type = 'render.autofix'").fetchone()
     assert dupes == []
-    assert tasks["n"] == tasks["d"] == 3
+    assert tasks["n"] == tasks["d"] == 5  # three sites and the two tick markers
 
 
 # ----- pure logic --------------------------------------------------------------------------------
