@@ -452,7 +452,7 @@ def _secrets(args: argparse.Namespace) -> dict[str, str]:
 
     try:
         keys = {key for _, key in load_blueprint(blueprint_path(args.path), validate=False).secret_keys()}
-    except (PayloadError, BlueprintError):
+    except (PayloadError, BlueprintError, KeyError, TypeError, AttributeError):
         return {}  # opsloop says what is wrong with the file
     values = {k: v for k, v in os.environ.items() if k in keys and v}
     if args.env_file:

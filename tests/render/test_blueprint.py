@@ -124,12 +124,14 @@ async def test_plan_apply_plan_again_is_all_noop(render: RenderClient, fake: Fak
     again = {e["key"]: e["value"] for e in await render.list_env_vars(services["opsloop"]["id"])}
     assert again["INTERNAL_KEY"] == app_env["INTERNAL_KEY"] and again["SESSION_SECRET"] == app_env["SESSION_SECRET"]
 
-    for name, wanted in (("opsloop", ["live"]), ("opsloop-echo-agent", ["live", "canceled"]), ("opsloop-dashboard", ["live"])):
+    for name, count in (("opsloop", 1), ("opsloop-echo-agent", 2), ("opsloop-dashboard", 1)):
         deploys, _ = await render.list_deploys(services[name]["id"])
         for d in deploys:
             await wait_deploy(render, services[name]["id"], d["id"])
         statuses = [d["status"] for d in (await render.list_deploys(services[name]["id"]))[0]]
-        assert statuses == wanted, (name, statuses)  # one deploy per service per apply
+        # one deploy per service per apply; the echo agent's creation deploy, which lacked its own
+        # address, was cancelled if it still ran (or had already finished) when the one with it started
+        assert len(statuses) == count and statuses[0] == "live" and set(statuses[1:]) <= {"canceled", "deactivated"}, (name, statuses)
 
 
 async def test_a_missing_sync_false_value_refuses_before_any_change(render: RenderClient, fake: FakeServer) -> None:

@@ -219,6 +219,14 @@ def load_blueprint(
 
 
 def blueprint_from_dict(data: Mapping[str, Any], *, repo: str | None = None, branch: str | None = None) -> Blueprint:
+    """The desired state of a parsed render.yaml (a shape error is a BlueprintError, never a crash)."""
+    try:
+        return _blueprint(data, repo, branch)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise BlueprintError(f"render.yaml is malformed ({type(exc).__name__}: {exc}); check it against Render's Blueprint schema") from None
+
+
+def _blueprint(data: Mapping[str, Any], repo: str | None, branch: str | None) -> Blueprint:
     skipped = [f"{key}: {_NOT_MANAGED.get(key, 'not managed by opsloop apply')}" for key in data if key not in _TOP_LEVEL]
     services: list[DesiredService] = []
     key_values: list[DesiredKeyValue] = []
