@@ -12,7 +12,7 @@ import yaml
 
 from opsloop.backend.render.blueprint import MASK, BlueprintError, blueprint_from_dict, load_blueprint, validate_render_yaml
 from opsloop.backend.render.blueprint_apply import apply
-from opsloop.backend.render.blueprint_plan import Actual, plan, plan_against
+from opsloop.backend.render.blueprint_plan import Actual, connection_values, plan, plan_against
 from opsloop.backend.render.client import RenderClient
 from opsloop.backend.render.openapi_check import project_root
 
@@ -297,3 +297,31 @@ def test_plan_is_pure_and_reads_renders_env_shapes() -> None:
     assert plan(blueprint, Actual(services={"api": actual}, env={"api": {"A": "1"}})).noop
     changed = plan(blueprint, Actual(services={"api": actual}, env={"api": {"A": "2"}}))
     assert [c.to_dict() for c in changed.services[0].changes] == [{"field": "env.A", "old": "2", "new": "1"}]
+
+
+def test_from_database_properties_come_from_the_connection_info() -> None:
+    info = {"password": "p" * 32, "internalConnectionString": f"postgresql://opsloop:{'p' * 32}@dpg-abc-a/opsloop_x1y2"}
+    assert connection_values("database", info) == {
+        "connectionString": info["internalConnectionString"],
+        "host": "dpg-abc-a",
+        "port": "5432",
+        "hostport": "dpg-abc-a:5432",
+        "user": "opsloop",
+        "password": "p" * 32,
+        "database": "opsloop_x1y2",
+    }
+    assert connection_values("keyvalue", {"internalConnectionString": "redis://red-abc:6379"})["hostport"] == "red-abc:6379"
+    spec = blueprint_from_dict(
+        {
+            "databases": [{"name": "db"}],
+            "services": [
+                {
+                    "type": "web",
+                    "name": "api",
+                    "runtime": "python",
+                    "envVars": [{"key": f"DB_{p.upper()}", "fromDatabase": {"name": "db", "property": p}} for p in ("host", "user", "password")],
+                }
+            ],
+        }
+    )
+    assert all(e.masked for e in spec.services[0].env)  # values from a database are never shown
