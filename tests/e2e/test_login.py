@@ -174,6 +174,20 @@ def test_next_path_on_the_origin_is_followed(page, dashboard) -> None:
 # -- CSP in the browser ------------------------------------------------------------------------
 
 
+def injected_script_is_blocked(page) -> bool:
+    """An inline script added to the page (what an injection would do) is refused by the CSP: the
+    browser reports the violation and the script does not run."""
+    directive = page.evaluate(
+        """() => new Promise(resolve => {
+            document.addEventListener('securitypolicyviolation', e => resolve(e.violatedDirective), {once: true});
+            const s = document.createElement('script');
+            s.textContent = 'window.__injected = 1';
+            document.body.appendChild(s);
+        })"""
+    )
+    return directive.startswith("script-src") and page.evaluate("() => window.__injected") is None
+
+
 def test_dashboard_and_docs_run_under_the_csp(browser, dashboard) -> None:
     """Every view works with the CSP in force, and the browser reports no violation."""
     context = browser.new_context(viewport={"width": 1280, "height": 860}, http_credentials={"username": USER, "password": PASSWORD})
@@ -188,14 +202,20 @@ def test_dashboard_and_docs_run_under_the_csp(browser, dashboard) -> None:
         for nav in ("activity", "tasks", "new-task", "agents", "configuration", "render", "overview"):
             page.click(f"#nav-{nav}")
             page.wait_for_selector("#page-title")
-        page.goto(dashboard.url + "/dashboard/tasks")
+        tasks = page.goto(dashboard.url + "/dashboard/tasks")
         page.wait_for_selector("#page-title")
         violations = page.evaluate("() => window.__csp")
-        page.goto(dashboard.url + "/docs")
+        assert tasks is not None and "script-src 'self'" in tasks.headers.get("content-security-policy", "")
+        assert not violations and not console, (violations, console)
+        assert injected_script_is_blocked(page)
+        console.clear()  # that violation was ours
+        docs = page.goto(dashboard.url + "/docs")
         page.wait_for_selector(".swagger-ui .info .title")
         page.wait_for_selector(".opblock-tag")
         violations += page.evaluate("() => window.__csp")
+        assert docs is not None and "frame-ancestors 'none'" in docs.headers.get("content-security-policy", "")
         assert not violations and not console, (violations, console)
+        assert injected_script_is_blocked(page)
     finally:
         context.close()
 
