@@ -178,7 +178,6 @@ def _age(ts: str | None) -> str:
 
 
 def _fake(args: argparse.Namespace) -> int:
-    from opsloop.backend.render.fake import run_fake_render
 
     token = args.token if args.token is not None else (_settings().RENDER_API_TOKEN or None)
     if token:
@@ -197,10 +196,11 @@ def _fake(args: argparse.Namespace) -> int:
         repo_map[url.rstrip("/")] = str(Path(path).resolve())
     work_dir = Path(args.work_dir).resolve() if args.work_dir else Path(tempfile.mkdtemp(prefix="opsloop-render-"))
     postgres_url = args.postgres_url
-    if postgres_url == "embedded":
+    embedded = work_dir / "postgres" / "data" if postgres_url == "embedded" else None
+    if embedded is not None:
         from opsloop.backend.embedded_db import start_embedded
 
-        postgres_url = start_embedded(work_dir / "postgres" / "data")
+        postgres_url = start_embedded(embedded)
     build_env = {}
     for pair in args.build_env:
         key, sep, value = pair.partition("=")
@@ -211,6 +211,27 @@ def _fake(args: argparse.Namespace) -> int:
     if build_venv is not None and not (build_venv / "bin" / "python").exists():
         raise UsageError(f"--build-venv {args.build_venv}: not a virtualenv (no bin/python)")
     sys.stderr.write(f"deploys of reachable repositories run under {work_dir}\n")
+    try:
+        _serve_fake(args, token, work_dir, build_venv, repo_map, postgres_url, build_env)
+    finally:
+        if embedded is not None:
+            from opsloop.backend.embedded_db import stop_embedded
+
+            stop_embedded(embedded)
+    return EXIT_OK
+
+
+def _serve_fake(
+    args: argparse.Namespace,
+    token: str | None,
+    work_dir: Path,
+    build_venv: Path | None,
+    repo_map: dict[str, str],
+    postgres_url: str | None,
+    build_env: dict[str, str],
+) -> None:
+    from opsloop.backend.render.fake import run_fake_render
+
     run_fake_render(
         args.host,
         args.port,
@@ -225,7 +246,6 @@ def _fake(args: argparse.Namespace) -> int:
         validate_openapi=args.validate_openapi,
         build_env=build_env,
     )
-    return EXIT_OK
 
 
 def _check_token(token: str) -> None:
