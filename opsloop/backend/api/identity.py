@@ -36,11 +36,19 @@ async def identify(conn: HTTPConnection) -> Principal | None:
         token = conn.cookies.get(COOKIE)
         session = await store().lookup(token) if token else None
         return Principal("operator", session.user) if session else None
+    return authenticate_limited(conn, authorization, internal_key)
+
+
+def authenticate_limited(
+    conn: HTTPConnection, authorization: str | None, internal_key: str | None, query_auth: str | None = None
+) -> Principal | None:
+    """`authenticate` behind the per-address limiter: raises the 429 while the address is blocked,
+    counts a failure. For any route taking credentials (the streams' `?auth=` too)."""
     key = client_key(conn)
     wait = limiter.api_basic.check(key)
     if wait:
         raise too_many(wait, "credentials from this address")
-    principal = authenticate(get_settings(), authorization, internal_key)
+    principal = authenticate(get_settings(), authorization, internal_key, query_auth)
     if principal is None:
         limiter.api_basic.fail(key)
     return principal
