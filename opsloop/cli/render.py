@@ -540,6 +540,12 @@ def _apply(args: argparse.Namespace) -> int:
             print(f"--  {name}: not attempted")
         if not result.get("steps"):
             print("nothing to do: Render matches render.yaml")
+        plan = data.get("plan") or {}
+        for s in [*plan.get("resources", []), *plan.get("services", [])]:
+            for warning in s.get("warnings", []):
+                print(f"  ! {s['name']}: {warning}")  # what apply left alone, said again after it
+        for note in plan.get("skipped", []):
+            print(f"  note: {note}")
     if status >= 400 or not data.get("ok", True):
         bad = sorted({s["service"] for s in result.get("steps", []) if not s.get("ok")})
         where = f" ({', '.join(bad)})" if bad else ""
