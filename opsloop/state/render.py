@@ -360,7 +360,8 @@ class RenderState(rx.State):
             self.notice = "render.yaml applied." if out.get("ok") else "Apply stopped at a failure."
         except render.RenderFailure as exc:
             self._show_applied(exc.extra)
-            self.error = f"Apply failed: {exc.message}"
+            problems = [str(p) for p in exc.extra.get("problems") or []][:20]
+            self.error = f"Apply failed: {exc.message}" + (f" ({'; '.join(problems)})" if problems else "")
         self.plan_loaded = False
         self.plan = []
         self.busy = ""
