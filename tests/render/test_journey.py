@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -59,6 +60,12 @@ def local_render(work: Path) -> FakeProc:
     return FakeProc(Proc("journey-render", args, base_env("postgresql://unused"), root + "/__fake__").start(timeout=30), root)
 
 
+def current_branch() -> str:
+    """This checkout's branch (its committed HEAD is what gets deployed); HEAD when detached (CI)."""
+    out = subprocess.run(["git", "symbolic-ref", "--quiet", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False)
+    return out.stdout.strip() or "HEAD"
+
+
 def stop_what_it_started(work: Path) -> None:
     """Safety net: processes still running in the local Render's work folder (it stops them itself)."""
     for entry in Path("/proc").iterdir():
@@ -77,7 +84,7 @@ def world(tmp_path: Path, database_url: str) -> Iterator[tuple[FakeProc, Proc, P
     fake = local_render(work)
     app = None
     try:
-        app = start_app(database_url, fake, "journey-local-opsloop", OPSLOOP_RENDER_BRANCH="main")
+        app = start_app(database_url, fake, "journey-local-opsloop", OPSLOOP_RENDER_BRANCH=current_branch())
         yield fake, app, tmp_path
     finally:
         if app is not None:

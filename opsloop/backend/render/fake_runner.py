@@ -183,8 +183,9 @@ class Runner:
     # ----- a deploy -----------------------------------------------------------------------
 
     async def resolve_commit(self, source: str, branch: str) -> dict[str, str]:
-        out = await _capture(["git", "ls-remote", source, f"refs/heads/{branch}"])
-        sha = out.split()[0] if out.split() else ""
+        """The branch's commit (``HEAD`` also works: a detached local checkout has no branch)."""
+        refs = dict(reversed(line.split("\t", 1)) for line in (await _capture(["git", "ls-remote", source])).splitlines() if "\t" in line)
+        sha = refs.get(f"refs/heads/{branch}") or refs.get(branch) or ""
         if not re.fullmatch(r"[0-9a-f]{40}", sha):
             raise DeployFailed("build_failed", f"==> Branch {branch} not found in {source}")
         return {"id": sha}
