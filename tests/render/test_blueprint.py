@@ -216,6 +216,19 @@ async def test_env_groups_key_value_and_port_references(render: RenderClient, fa
     assert [link["id"] for link in full["serviceLinks"]] == [api["id"]]
     assert (await plan_against(render, blueprint, owner)).noop
 
+    data["envVarGroups"][0]["envVars"] += [{"key": "COLOR", "value": "red"}, {"key": "TOKEN_SALT", "generateValue": True}]
+    data["envVarGroups"][0]["envVars"].pop(0)
+    changed = blueprint_from_dict(data, repo=REPO)
+    group_plan = (await plan_against(render, changed, owner)).resources[1]
+    assert group_plan.action == "update" and [c.to_dict() for c in group_plan.changes] == [
+        {"field": "env.COLOR", "old": "blue", "new": "red"},
+        {"field": "env.TOKEN_SALT", "old": None, "new": MASK},
+    ]
+    result = await apply(render, await plan_against(render, changed, owner), owner, poll_s=0.02)
+    assert [(s.service, s.action) for s in result.steps if s.action != "noop"] == [("shared", "update"), ("api", "deploy")]  # linked: redeployed
+    salt = {e["key"]: e["value"] for e in (await render.get_env_group(group["id"]))["envVars"]}["TOKEN_SALT"]
+    assert len(salt) >= 32 and (await plan_against(render, changed, owner)).noop
+
 
 async def test_plan_shows_field_changes_and_masks_secrets(render: RenderClient, fake: FakeServer) -> None:
     data = yaml.safe_load(RENDER_YAML.read_text(encoding="utf-8"))

@@ -187,7 +187,7 @@ class Applier:
         assert sp.service_id is not None
         group: dict[str, Any] = {}
         for entry in entries:
-            group = await self.client.set_env_group_var(sp.service_id, entry["key"], entry["value"])
+            group = await self.client.set_env_group_var(sp.service_id, entry["key"], entry.get("value"), generate=bool(entry.get("generateValue")))
         self.actual.groups[sp.name] = group or self.actual.groups[sp.name]
         for link in self.actual.groups[sp.name].get("serviceLinks") or []:
             self.dirty[link["id"]] = link.get("name", link["id"])  # linked services see the change on their next deploy

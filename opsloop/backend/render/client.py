@@ -446,8 +446,10 @@ class RenderClient:
     async def create_env_group(self, body: Mapping[str, Any]) -> dict[str, Any]:
         return await self._json("POST", "/env-groups", json=dict(body))
 
-    async def set_env_group_var(self, group_id: str, key: str, value: str) -> dict[str, Any]:
-        return await self._json("PUT", f"/env-groups/{_seg(group_id)}/env-vars/{_seg(key)}", json={"value": value})
+    async def set_env_group_var(self, group_id: str, key: str, value: str | None = None, *, generate: bool = False) -> dict[str, Any]:
+        """Add or update one variable of a group (``generate``: Render makes the value); returns the group."""
+        body: dict[str, Any] = {"generateValue": True} if generate else {"value": value}
+        return await self._json("PUT", f"/env-groups/{_seg(group_id)}/env-vars/{_seg(key)}", json=body)
 
     async def link_env_group(self, group_id: str, service_id: str) -> dict[str, Any]:
         """Link a service to an env group: its variables reach the service on its next deploy."""
