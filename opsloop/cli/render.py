@@ -3,12 +3,15 @@
 Writes (`deploy`, `env`, `apply`) go through a running opsloop's REST API, so each is a task
 with events like any change made from the dashboard. `status` and `list` read Render directly
 when RENDER_API_TOKEN is set (they change nothing), else through opsloop too. `plan` asks
-opsloop (it knows the account's owner and the repository). `fake` runs the local Render.
+opsloop (it knows the account's owner and the repository). `plan` and `apply` run in this
+process when RENDER_API_TOKEN is set and no opsloop answers, or with `--local` (the first
+deploy: `render_local`). `fake` runs the local Render.
 
 Exit codes: 0 success; 1 the operation failed (opsloop or Render said no, or could not be
 reached); 2 usage or configuration error; 3 the operation worked but the outcome is bad
-(`status --fail-on-error` found a failed deploy, `deploy --wait` did not go live, `apply`
-stopped at a failure). Errors are one line on stderr, starting with `opsloop: error:`.
+(`status --fail-on-error` found a failed deploy or a live service not answering its health
+check, `deploy --wait` did not go live, `apply` stopped at a failure or `--wait` found a
+service not live or not valid). Errors are one line on stderr, starting with `opsloop: error:`.
 """
 
 from __future__ import annotations
@@ -115,6 +118,8 @@ def add_parser(sub: Any, url_help: str) -> None:
     )
     apply.add_argument("--timeout", type=float, default=3600.0, help="seconds the apply may take (default 3600)")
     apply.add_argument("--json", action="store_true", help="machine-readable output")
+    for p in (plan, apply):
+        p.add_argument("--local", action="store_true", help="run in this process, not in a running opsloop (default when none answers)")
 
     render.set_defaults(func=lambda _args: _usage(render))
 
@@ -502,10 +507,45 @@ def _answer(client: Any, body: dict[str, Any], args: argparse.Namespace, what: s
     raise ClientError(f"{what}: {resp.status_code}: {data.get('error') or resp.text[:200]}", resp.status_code)
 
 
+def _here(args: argparse.Namespace) -> bool:
+    """Run plan/apply in this process: --local, or a Render token and no opsloop to ask (render_local)."""
+    from opsloop.cli import render_local
+
+    settings = _settings()
+    if args.local:
+        if not settings.RENDER_API_TOKEN:
+            raise UsageError("--local needs RENDER_API_TOKEN (the Render API key) in the environment")
+        return True
+    if not settings.RENDER_API_TOKEN or args.url:
+        return False
+    if not (settings.BASIC_AUTH_USER and settings.BASIC_AUTH_PASS) or not render_local.reachable(settings.OPSLOOP_URL or "http://127.0.0.1:3000"):
+        sys.stderr.write("no opsloop to ask: running it in this process (the render.apply task is recorded in its database)\n")
+        return True
+    return False
+
+
+def _checked(data: dict[str, Any], status: int, args: argparse.Namespace, what: str) -> dict[str, Any]:
+    """An answer as `_answer` returns it: an error without a result raises, with its problems shown."""
+    from opsloop.cli.client import ClientError
+
+    if status < 400 or "result" in data:
+        return {**data, "_status": status}
+    if args.json:
+        _print_json(data)
+    for problem in data.get("problems") or []:
+        sys.stderr.write(f"  - {problem}\n")
+    raise ClientError(f"{what}: {status}: {data.get('error')}", status)
+
+
 def _plan(args: argparse.Namespace) -> int:
     body = {"dryRun": True, "env": _secrets(args), **({"path": args.path} if args.path else {})}
-    with _client(args) as client:
-        plan = _answer(client, body, args, "plan")["plan"]
+    if _here(args):
+        from opsloop.cli import render_local
+
+        plan = _checked(*render_local.run(args.path, body["env"], dry_run=True, wait=False), args, "plan")["plan"]
+    else:
+        with _client(args) as client:
+            plan = _answer(client, body, args, "plan")["plan"]
     if args.json:
         _print_json(plan)
     else:
@@ -513,21 +553,39 @@ def _plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _confirmed(plan: dict[str, Any], args: argparse.Namespace) -> bool:
+    """Show the plan and ask (a no-op needs no answer unless --wait still has checks to make)."""
+    _print_plan(plan)
+    if plan.get("noop") and not args.wait:
+        return False
+    if not sys.stdin.isatty():
+        raise UsageError("refusing to apply without confirmation: stdin is not a terminal (pass --yes)")
+    if input("Apply these changes to Render? [y/N] ").strip().lower() not in ("y", "yes"):
+        print("not applied")
+        return False
+    return True
+
+
 def _apply(args: argparse.Namespace) -> int:
     secrets = _secrets(args)
     body: dict[str, Any] = {"env": secrets, **({"path": args.path} if args.path else {})}
-    with _client(args, timeout=args.timeout + 60) as client:
-        if not args.yes:
-            plan = _answer(client, {"dryRun": True, **body}, args, "plan")["plan"]
-            _print_plan(plan)
-            if plan.get("noop") and not args.wait:
+    if _here(args):
+        from opsloop.cli import render_local
+
+        if not args.yes and not sys.stdin.isatty():
+            raise UsageError("refusing to apply without confirmation: stdin is not a terminal (pass --yes)")
+
+        async def ask(plan: dict[str, Any]) -> bool:
+            return await asyncio.to_thread(_confirmed, plan, args)
+
+        data = _checked(*render_local.run(args.path, secrets, dry_run=False, wait=args.wait, confirm=None if args.yes else ask), args, "apply")
+        if data.get("notApplied"):
+            return EXIT_OK
+    else:
+        with _client(args, timeout=args.timeout + 60) as client:
+            if not args.yes and not _confirmed(_answer(client, {"dryRun": True, **body}, args, "plan")["plan"], args):
                 return EXIT_OK
-            if not sys.stdin.isatty():
-                raise UsageError("refusing to apply without confirmation: stdin is not a terminal (pass --yes)")
-            if input("Apply these changes to Render? [y/N] ").strip().lower() not in ("y", "yes"):
-                print("not applied")
-                return EXIT_OK
-        data = _answer(client, {"dryRun": False, "wait": args.wait, **body}, args, "apply")
+            data = _answer(client, {"dryRun": False, "wait": args.wait, **body}, args, "apply")
     status = data.pop("_status")
     result = data.get("result") or {}
     if args.json:
