@@ -11,7 +11,8 @@ this repository's committed HEAD (`--repo-map`). Builds reuse this checkout's `.
 (`--build-venv`): render.yaml's `pip install -r requirements.txt` then finds every requirement
 satisfied instead of downloading ~100 MB; the static site's `reflex export` uses the bun and the
 package cache `scripts/bootstrap.sh` installed (`--build-env`). Postgres is a real database on the
-test server. The local opsloop that runs the apply is an `opsloop serve` pointed at it.
+test server. No opsloop runs: the CLI runs the apply in its own process (`render_local`), the
+task recorded in a scratch database.
 """
 
 from __future__ import annotations
@@ -29,11 +30,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.database import server_url
-from tests.support.processes import PASSWORD, ROOT, USER, Proc, base_env, free_port, wait_for
+from tests.support.database import fresh_database, server_url
+from tests.support.processes import ROOT, Proc, base_env, free_port, wait_for
 
 from .conftest import TOKEN, have_reference
-from .procs import FakeProc, cli, start_app
+from .procs import FakeProc, cli, kinds, tasks_of
 
 REPO = "https://github.com/example/opsloop"
 OPERATOR_PASS = "journey-operator-password-0123"
@@ -77,18 +78,14 @@ def stop_what_it_started(work: Path) -> None:
 
 
 @pytest.fixture
-def world(tmp_path: Path, database_url: str) -> Iterator[tuple[FakeProc, Proc, Path]]:
+def world(tmp_path: Path) -> Iterator[tuple[FakeProc, Path]]:
     if not (BUN.exists() and (ROOT / ".venv" / "bin" / "python").exists()):
         pytest.skip("the journey builds with this checkout's .venv and .tools bun (scripts/bootstrap.sh installs them)")
     work = tmp_path / "render"
     fake = local_render(work)
-    app = None
     try:
-        app = start_app(database_url, fake, "journey-local-opsloop", OPSLOOP_RENDER_BRANCH=current_branch())
-        yield fake, app, tmp_path
+        yield fake, tmp_path
     finally:
-        if app is not None:
-            app.stop()
         fake.stop()
         stop_what_it_started(work)
 
@@ -118,11 +115,23 @@ def deploy_count(fake: FakeProc, service_id: str) -> int:
         return len(render.get(f"/services/{service_id}/deploys", params={"limit": 100}).json())
 
 
-def test_one_apply_deploys_everything_live_and_valid(world: tuple[FakeProc, Proc, Path]) -> None:
-    fake, local, tmp = world
+def test_one_apply_deploys_everything_live_and_valid(world: tuple[FakeProc, Path]) -> None:
+    fake, tmp = world
     env_file = tmp / ".env.render"
     env_file.write_text(f"BASIC_AUTH_PASS={OPERATOR_PASS}\n")
-    shell = {"OPSLOOP_URL": local.url, "BASIC_AUTH_USER": USER, "BASIC_AUTH_PASS": PASSWORD, "RENDER_API_TOKEN": TOKEN}
+    with fresh_database("opsloop_journey") as database_url:  # where the CLI's own opsloop records the task
+        journey(fake, env_file, database_url)
+
+
+def journey(fake: FakeProc, env_file: Path, database_url: str) -> None:
+    # The operator's shell: the Render API key, where the repository is, no opsloop running.
+    shell = {
+        "RENDER_API_TOKEN": TOKEN,
+        "RENDER_API_BASE_URL": fake.base_url,
+        "OPSLOOP_RENDER_REPO": REPO,
+        "OPSLOOP_RENDER_BRANCH": current_branch(),
+        "DATABASE_URL": database_url,
+    }
 
     started = time.monotonic()
     first = cli("render", "apply", "--yes", "--wait", "--env-file", str(env_file), env=shell, timeout=900)
@@ -130,6 +139,8 @@ def test_one_apply_deploys_everything_live_and_valid(world: tuple[FakeProc, Proc
     (ROOT / "test-artifacts" / "render-journey-apply.log").write_text(f"{took:.1f}s\n{first.stdout}\n{first.stderr}")
     assert first.returncode == 0, f"{first.stdout}\n{first.stderr}"
     assert OPERATOR_PASS not in first.stdout + first.stderr and TOKEN not in first.stdout + first.stderr
+    (task,) = tasks_of(database_url, "render.apply")  # the whole apply: one task, an event per step
+    assert task["status"] == "done" and kinds(database_url, task["id"]).count("render.apply.step") >= 10
     for line in ("ok  opsloop-db: create", "ok  opsloop: create", "ok  opsloop-dashboard: create", "ok  opsloop-echo-agent: create"):
         assert line in first.stdout
     for name in ("opsloop", "opsloop-echo-agent"):
