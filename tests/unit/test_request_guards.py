@@ -99,3 +99,21 @@ def test_same_origin() -> None:
     assert same_origin("http://localhost:3000/", "127.0.0.1:3000", allowed)
     assert not same_origin("http://127.0.0.1:3001", "127.0.0.1:3000", allowed)
     assert not same_origin("null", "127.0.0.1:3000", allowed)
+
+
+def test_csp_follows_a_rebuild(tmp_path) -> None:
+    """A dashboard rebuilt under a running server brings new inline scripts: the CSP allows them
+    (and no longer the old ones) once the build is looked at again."""
+    from opsloop.backend.api.security_headers import Policy, inline_script_hashes
+
+    build = tmp_path / "build" / "client"
+    build.mkdir(parents=True)
+    (build / "index.html").write_text("<script>window.a = 1</script>")
+    policy = Policy(build)
+    policy.CHECK_S = 0.0  # look every time (the server looks at most once a second)
+    old = inline_script_hashes(b"<script>window.a = 1</script>").pop()
+    assert old in dict(policy.headers())[b"content-security-policy"].decode()
+    (build / "index.html").write_text("<script>window.b = 22</script>")
+    (tmp_path / "build" / ".opsloop-stamp").write_text("new build")
+    csp = dict(policy.headers())[b"content-security-policy"].decode()
+    assert inline_script_hashes(b"<script>window.b = 22</script>").pop() in csp and old not in csp

@@ -5,6 +5,7 @@ of the built dashboard pages and of `/docs` (by their SHA-256, read once from th
 docs page), so an injected `<script>` or a `javascript:` URL never runs. Styles allow
 'unsafe-inline': Radix and Emotion set style attributes and insert `<style>` tags at run time.
 `connect-src 'self'` covers the state socket (ws/wss on the same origin). No framing at all.
+A rebuild of the dashboard under a running server is picked up within a second (`Policy`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import base64
 import functools
 import hashlib
 import re
+import time
 from pathlib import Path
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -28,11 +30,15 @@ def inline_script_hashes(html: bytes) -> set[str]:
 
 
 @functools.cache
-def script_hashes(build_dir: Path = BUILD_DIR) -> tuple[str, ...]:
-    """Hashes of every inline script in the built pages and the Swagger page (sorted, stable)."""
+def docs_script_hashes() -> frozenset[str]:
     from opsloop.backend.api.openapi import docs_page
 
-    found = inline_script_hashes(bytes(docs_page("/openapi.json").body))
+    return frozenset(inline_script_hashes(bytes(docs_page("/openapi.json").body)))
+
+
+def script_hashes(build_dir: Path = BUILD_DIR) -> tuple[str, ...]:
+    """Hashes of every inline script in the built pages and the Swagger page (sorted, stable)."""
+    found = set(docs_script_hashes())
     if build_dir.is_dir():
         for page in build_dir.rglob("*.html"):
             found |= inline_script_hashes(page.read_bytes())
@@ -56,16 +62,50 @@ def content_security_policy(build_dir: Path = BUILD_DIR) -> str:
     )
 
 
-@functools.cache
-def header_list(build_dir: Path = BUILD_DIR) -> tuple[tuple[bytes, bytes], ...]:
-    return (
-        (b"content-security-policy", content_security_policy(build_dir).encode()),
-        (b"x-frame-options", b"DENY"),
-        (b"x-content-type-options", b"nosniff"),
-        (b"referrer-policy", b"same-origin"),
-        (b"cross-origin-opener-policy", b"same-origin"),
-        (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), payment=()"),
-    )
+def _build_version(build_dir: Path) -> tuple[int, ...]:
+    """Changes when the dashboard is rebuilt (the build stamp is written last, index.html early)."""
+    version: list[int] = []
+    for marker in (build_dir.parent / ".opsloop-stamp", build_dir / "index.html"):
+        try:
+            st = marker.stat()
+        except OSError:
+            version += [0, 0]
+        else:
+            version += [st.st_mtime_ns, st.st_size]
+    return tuple(version)
+
+
+class Policy:
+    """The headers for the current build: a rebuild under a running server (`opsloop dev`, tests)
+    brings new inline scripts, so the build is looked at again at most once per CHECK_S."""
+
+    CHECK_S = 1.0
+
+    def __init__(self, build_dir: Path = BUILD_DIR) -> None:
+        self.build_dir = build_dir
+        self._checked = float("-inf")
+        self._version: tuple[int, ...] | None = None
+        self._headers: tuple[tuple[bytes, bytes], ...] = ()
+
+    def headers(self) -> tuple[tuple[bytes, bytes], ...]:
+        now = time.monotonic()
+        if now - self._checked >= self.CHECK_S:
+            self._checked = now
+            version = _build_version(self.build_dir)
+            if version != self._version:
+                self._version = version
+                self._headers = (
+                    (b"content-security-policy", content_security_policy(self.build_dir).encode()),
+                    (b"x-frame-options", b"DENY"),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"same-origin"),
+                    (b"cross-origin-opener-policy", b"same-origin"),
+                    (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), payment=()"),
+                )
+        return self._headers
+
+
+policy = Policy()
 
 
 class SecurityHeaders:
@@ -81,7 +121,7 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         scope[MARK] = True
-        extra = header_list()
+        extra = policy.headers()
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
