@@ -117,3 +117,8 @@ def test_csp_follows_a_rebuild(tmp_path) -> None:
     (tmp_path / "build" / ".opsloop-stamp").write_text("new build")
     csp = dict(policy.headers())[b"content-security-policy"].decode()
     assert inline_script_hashes(b"<script>window.b = 22</script>").pop() in csp and old not in csp
+
+
+def test_a_bad_trusted_proxy_entry_is_left_out() -> None:
+    proxies = TrustedProxies("10.0.0.0/8, not-an-address, 300.1.1.1", uvicorn_spec="")
+    assert [str(n) for n in proxies.networks] == ["10.0.0.0/8"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import logging
 import os
 from collections.abc import Iterable
 
@@ -22,12 +23,22 @@ from starlette.types import Scope
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 LOOPBACK = "127.0.0.1"
+log = logging.getLogger("opsloop.proxies")
 
 
 def parse_networks(spec: str | Iterable[str]) -> tuple[Network, ...]:
-    """`10.0.0.0/8, 192.168.1.7` → networks (a bare address is a /32 or /128); bad items are refused."""
+    """`10.0.0.0/8, 192.168.1.7` → networks (a bare address is a /32 or /128). An item that is
+    neither is left out, with an error in the log: trusting less never opens anything."""
     items = spec.split(",") if isinstance(spec, str) else list(spec)
-    return tuple(ipaddress.ip_network(item.strip(), strict=False) for item in items if item.strip())
+    networks: list[Network] = []
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            log.error("OPSLOOP_TRUSTED_PROXIES: %r is not an address or CIDR range; ignored", item[:64])
+    return tuple(networks)
 
 
 def _host(item: str) -> str:
@@ -45,7 +56,7 @@ class TrustedProxies:
         self.networks = parse_networks(spec)
         uv = uvicorn_spec if uvicorn_spec is not None else os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
         self._uvicorn_all = uv.strip() == "*"
-        self._uvicorn = parse_networks([i for i in uv.split(",") if i.strip() and i.strip() != "*" and _is_ip_or_net(i)])
+        self._uvicorn = parse_networks([i for i in uv.split(",") if _is_ip_or_net(i)])  # uvicorn also takes names: not ours
         self.trusts = functools.lru_cache(maxsize=4096)(self._trusts)
 
     def _trusts(self, host: str) -> bool:
