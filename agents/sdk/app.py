@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-import orjson
 from fastapi import FastAPI, Request
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
@@ -150,16 +149,22 @@ class AgentApp:
             if len(raw) > self.settings.MAX_BODY_BYTES:
                 return _json({"error": "request body too large"}, 413)
             try:
-                body = orjson.loads(raw) if raw else None
-            except orjson.JSONDecodeError:
-                return _json({"error": "request body is not valid JSON"}, 400)
+                body = jsonutil.parse(raw) if raw else None
+            except jsonutil.JSONRejected as exc:
+                return _json({"error": exc.message}, 400)
             if not isinstance(body, dict):
                 return _json({"error": "request body must be a JSON object"}, 400)
             for key in ("traceId", "taskId", "correlationId"):
                 if body.get(key) is not None and not isinstance(body[key], str):
                     return _json({"error": f"{key} must be a string"}, 400)
             ctx = TaskContext(body.get("traceId"), body.get("taskId"), body.get("correlationId"), self.log)
-            return _json(await fn(body, ctx))
+            output = await fn(body, ctx)
+            try:  # checked here, so the orchestrator is told why instead of storing what it cannot
+                encoded = jsonutil.encode_checked(output, "task result", jsonutil.ANSWER_DEPTH)
+            except jsonutil.JSONRejected as exc:
+                ctx.log.error(f"task result refused: {exc.message}", task_id=ctx.task_id, trace_id=ctx.trace_id)
+                return _json({"error": exc.message}, 422)
+            return Response(encoded, media_type="application/json")
 
         route.__name__ = fn.__name__
         return route
@@ -206,9 +211,9 @@ class AgentApp:
             if refused:
                 return refused
             try:
-                body = orjson.loads(await request.body())
-            except orjson.JSONDecodeError:
-                return _json({"error": "request body is not valid JSON"}, 400)
+                body = jsonutil.parse(await request.body())
+            except jsonutil.JSONRejected as exc:
+                return _json({"error": exc.message}, 400)
             task_id = body.get("taskId") if isinstance(body, dict) else None
             if not isinstance(task_id, str):
                 return _json({"error": "taskId is required"}, 400)

@@ -181,6 +181,7 @@ class Settings(BaseSettings):
     RENDER_STATIC_SITE_BUILD_COMMAND: str = "pip install -r requirements.txt && reflex export --frontend-only --no-zip"
     OPSLOOP_DISPATCH: Literal["0", "1"] = "1"
     OPSLOOP_LEASE_S: float = 15
+    OPSLOOP_AGENT_WAIT_S: float = 300
     OPSLOOP_SSE_HEARTBEAT_S: float = 15
     OPSLOOP_STREAM_QUEUE: int = 2000
     OPSLOOP_RENDER_FIX_MAX: int = 3

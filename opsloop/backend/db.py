@@ -96,6 +96,7 @@ def make_pool(url: str | None = None, *, min_size: int = 2, max_size: int = 10, 
         check=_check_if_idle,
         reset=_mark_returned,
         reconnect_timeout=3600,
+        timeout=5.0,  # a request waits at most this for a connection, then answers 503 (database unavailable)
     )
 
 

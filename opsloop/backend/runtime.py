@@ -51,6 +51,7 @@ class Runtime:
             instance_id=self.instance_id,
             concurrency=self.settings.DISPATCH_CONCURRENCY,
             lease_s=self.settings.OPSLOOP_LEASE_S,
+            agent_wait_s=self.settings.OPSLOOP_AGENT_WAIT_S,
             local_handlers=self.local_handlers,
             on_failure=self._log_failure,
         )

@@ -10,6 +10,7 @@ from typing import Any
 
 import reflex as rx
 
+from opsloop.backend import jsonutil
 from opsloop.backend.errors import DomainError
 from opsloop.backend.runtime import get_runtime
 from opsloop.backend.tasks.submit import submit_task
@@ -24,9 +25,14 @@ def parse_payload(text: str) -> tuple[Any, str]:
     if len(text) > MAX_PAYLOAD_CHARS:
         return None, f"Payload is too large (at most {MAX_PAYLOAD_CHARS} characters)."
     try:
-        return json.loads(text), ""
-    except json.JSONDecodeError as exc:
-        return None, f"Invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        json.loads(text)  # only for its message: line and column of a syntax error
+    except (json.JSONDecodeError, RecursionError) as exc:
+        if isinstance(exc, json.JSONDecodeError):
+            return None, f"Invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+    try:  # the same policy as the REST route (depth, 64-bit integers, NUL)
+        return jsonutil.parse(text, "payload"), ""
+    except jsonutil.JSONRejected as exc:
+        return None, exc.message[0].upper() + exc.message[1:] + "."
 
 
 class NewTaskState(rx.State):

@@ -122,7 +122,7 @@ def test_rows_pushed_off_the_first_page_by_live_tasks_are_on_the_next(page, dash
 
 
 def test_cancel_queued_and_retry_failed_from_detail(page, dashboard) -> None:
-    # An agent nobody runs, with a long backoff: its task sits queued between attempts.
+    # An agent nobody runs: its task waits for it, queued (for OPSLOOP_AGENT_WAIT_S, minutes).
     with httpx.Client(base_url=dashboard.url, headers={"X-Internal-Key": INTERNAL_KEY}) as svc:
         body = {
             "slug": "e2e-hold",
@@ -135,9 +135,9 @@ def test_cancel_queued_and_retry_failed_from_detail(page, dashboard) -> None:
     with api(dashboard) as c:
         doomed = c.post("/task", json={"type": "e2e.hold", "source": "e2e", "payload": {"x": 1}}).json()["id"]
         wait_for(
-            lambda: c.get(f"/task/{doomed}").json()["task"]["attempts"] >= 1 and c.get(f"/task/{doomed}").json()["task"]["status"] == "queued",
+            lambda: (t := c.get(f"/task/{doomed}").json()["task"])["status"] == "queued" and (t["error"] or {}).get("waitingForAgent") == "e2e-hold",
             timeout=15,
-            what="the task to wait queued for its next attempt",
+            what="the task to wait queued for its agent",
         )
     login(page, dashboard.url, path=f"/dashboard/tasks/{doomed}")
     page.wait_for_selector("#task-status[data-status='queued']")
@@ -146,13 +146,15 @@ def test_cancel_queued_and_retry_failed_from_detail(page, dashboard) -> None:
     page.wait_for_selector("#task-status[data-status='cancelled']")
     shot(page, "task-cancelled")
 
-    dashboard.echo.stop()
-    try:
+    # An agent registered with a wrong route: it refuses the task (404), which fails at once; fixed,
+    # the task is retried from the dashboard and runs.
+    with httpx.Client(base_url=dashboard.url, headers={"X-Internal-Key": INTERNAL_KEY}) as svc:
+        agent = {"slug": "e2e-misrouted", "url": dashboard.echo.url, "taskTypes": ["e2e.misrouted"], "endpoint": "/nope"}
+        assert svc.post("/agents/register", json=agent).status_code == 200
         with api(dashboard) as c:
-            failing = c.post("/task", json={"type": "echo", "source": "e2e", "payload": {"x": 2}}).json()["id"]
+            failing = c.post("/task", json={"type": "e2e.misrouted", "source": "e2e", "payload": {"x": 2}}).json()["id"]
             wait_for(lambda: c.get(f"/task/{failing}").json()["task"]["status"] == "error", timeout=30, what="the task to fail")
-    finally:
-        dashboard.echo.start()
+        assert svc.post("/agents/register", json={**agent, "endpoint": "/echo"}).status_code == 200
     page.goto(f"{dashboard.url}/dashboard/tasks/{failing}")
     page.wait_for_selector("#task-status[data-status='error']")
     assert "attempts" in page.locator("#task-error").inner_text()
@@ -161,6 +163,8 @@ def test_cancel_queued_and_retry_failed_from_detail(page, dashboard) -> None:
     page.wait_for_selector("#task-status[data-status='done']", timeout=15_000)
     with api(dashboard) as c:
         assert c.get(f"/task/{doomed}").json()["task"]["status"] == "cancelled"
+    with httpx.Client(base_url=dashboard.url, headers={"X-Internal-Key": INTERNAL_KEY}) as svc:  # retire it: the config view lists every agent
+        assert svc.post("/agents/register", json={**agent, "url": "http://127.0.0.1:9"}).status_code == 200
 
 
 def test_config_matrix_ok_then_names_the_misconfigured_key(page, dashboard, database_url) -> None:

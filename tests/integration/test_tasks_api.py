@@ -38,8 +38,8 @@ def alt_type(stack: Stack, service: httpx.Client) -> str:
 
 @pytest.fixture(scope="module")
 def parked_type(service: httpx.Client) -> str:
-    """A type whose agent is down and whose backoff is long: after one failed attempt its tasks
-    stay `queued` for minutes, so cancel and retry see a queued task deterministically."""
+    """A type whose agent is down: its tasks wait for it, `queued`, for minutes (OPSLOOP_AGENT_WAIT_S),
+    so cancel and retry see a queued task deterministically."""
     register_agent(
         service, "parked", f"http://127.0.0.1:{free_port()}", ["parked.echo"], limits={"parked.echo": {"maxAttempts": 5, "backoffMs": 600_000}}
     )
@@ -47,9 +47,10 @@ def parked_type(service: httpx.Client) -> str:
 
 
 @pytest.fixture(scope="module")
-def failing_type(service: httpx.Client) -> str:
-    """A type whose agent is down and which gets one attempt: its tasks end in `error` at once."""
-    register_agent(service, "gone", f"http://127.0.0.1:{free_port()}", ["gone.echo"], limits={"gone.echo": {"maxAttempts": 1}})
+def failing_type(stack: Stack, service: httpx.Client) -> str:
+    """A type whose agent refuses every task (its route does not exist: HTTP 404): its tasks end in
+    `error` after one attempt."""
+    register_agent(service, "gone", stack.echo.url, ["gone.echo"], endpoint="/no-such-route", limits={"gone.echo": {"maxAttempts": 3}})
     return "gone.echo"
 
 
@@ -313,13 +314,13 @@ def test_unknown_and_malformed_ids_are_404(client: httpx.Client, task_id: str) -
 
 def test_cancel_queued_and_retry(stack: Stack, client: httpx.Client, parked_type: str) -> None:
     created = create(client, parked_type, {"park": True})
-    # One attempt fails (nobody listens), then the task waits minutes for its next one.
+    # Nobody listens: the attempt is given back and the task waits for its agent.
     task = wait_for(
-        lambda: (t := fetch(client, created["id"])["task"])["status"] == "queued" and t["attempts"] == 1 and t,
+        lambda: (t := fetch(client, created["id"])["task"])["status"] == "queued" and t["error"] and t,
         timeout=15,
-        what="the parked task back in the queue after one failed attempt",
+        what="the parked task back in the queue, waiting for its agent",
     )
-    assert task["error"]["attempts"] == 1 and "unreachable" in task["error"]["message"]
+    assert task["attempts"] == 0 and task["error"]["waitingForAgent"] == "parked" and "unreachable" in task["error"]["message"]
 
     resp = client.post(f"/task/{created['id']}/cancel")
     assert resp.status_code == 200, resp.text
@@ -336,11 +337,10 @@ def test_cancel_queued_and_retry(stack: Stack, client: httpx.Client, parked_type
     requeued = retried.json()["task"]
     assert requeued["status"] == "queued" and requeued["attempts"] == 0 and requeued["error"] is None and requeued["finished_at"] is None
     assert client.post(f"/task/{created['id']}/retry").status_code == 409  # queued: nothing to retry
-    # Claimed again: one more failed attempt, back to waiting; then cancel it for good.
-    wait_for(lambda: fetch(client, created["id"])["task"]["attempts"] == 1, timeout=15, what="the retried task's new attempt")
+    # Its agent is still unreachable: the dispatcher does not claim it again; cancel it for good.
     assert client.post(f"/task/{created['id']}/cancel").status_code == 200
     kinds = [e["kind"] for e in fetch(client, created["id"])["events"]]
-    assert kinds == ["created", "running", "retry_scheduled", "cancelled", "retried", "running", "retry_scheduled", "cancelled"]
+    assert kinds == ["created", "running", "agent_unreachable", "cancelled", "retried", "cancelled"]
 
 
 def test_retry_failed_task_and_state_conflicts(client: httpx.Client, failing_type: str) -> None:

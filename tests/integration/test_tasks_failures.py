@@ -1,11 +1,13 @@
 """Failure handling with real processes: an agent that is down (then back, or for good), too slow,
 or refusing; cancelling a running task; a task longer than its lease; and an app instance killed
-with -9 while its tasks run. Leases are 2 s here (`OPSLOOP_LEASE_S`) so recovery is quick."""
+with -9 while its tasks run. Leases are 2 s here (`OPSLOOP_LEASE_S`) so recovery is quick, and a
+task waits 8 s for an unreachable agent (`OPSLOOP_AGENT_WAIT_S`)."""
 
 from __future__ import annotations
 
 import signal
 from collections.abc import Iterator
+from datetime import datetime
 
 import httpx
 import pytest
@@ -25,13 +27,16 @@ from tests.support.tasks import (
 )
 
 LEASE_S = 2
+AGENT_WAIT_S = 8
 SLOW_MS = 4000  # below the echo agent's 5 s timeout
 
 
 @pytest.fixture(scope="module")
 def cluster(database_url: str) -> Iterator[Stack]:
     """One app instance (short leases, 8 tasks at once) and the echo agent; tests may restart either."""
-    app = app_instance(database_url, name="failures-app", OPSLOOP_LEASE_S=str(LEASE_S), DISPATCH_CONCURRENCY="8")
+    app = app_instance(
+        database_url, name="failures-app", OPSLOOP_LEASE_S=str(LEASE_S), DISPATCH_CONCURRENCY="8", OPSLOOP_AGENT_WAIT_S=str(AGENT_WAIT_S)
+    )
     stack = Stack(database_url, app, echo_agent(database_url, app.url, name="failures-echo"))
     try:
         app.start()
@@ -57,44 +62,46 @@ def service(cluster: Stack) -> Iterator[httpx.Client]:
 
 
 def test_agent_down_then_back(cluster: Stack, client: httpx.Client, service: httpx.Client) -> None:
-    register_agent(service, "flaky", cluster.echo.url, ["flaky.echo"], limits={"flaky.echo": {"maxAttempts": 12, "backoffMs": 200}})
+    """A stopped agent costs no attempt: its tasks wait for it and run once it is back."""
+    register_agent(service, "flaky", cluster.echo.url, ["flaky.echo"], limits={"flaky.echo": {"maxAttempts": 1, "backoffMs": 200}})
     corr = unique("down-up")
     cluster.echo.stop()
     ids = [create(client, "flaky.echo", {"i": i}, correlationId=corr)["id"] for i in range(5)]
-    wait_for(
-        lambda: all(fetch(client, i)["task"]["attempts"] >= 2 for i in ids),
+    first = wait_for(
+        lambda: next((e for i in ids for e in fetch(client, i)["events"] if e["kind"] == "agent_unreachable"), None),
         timeout=20,
-        what="every task to have failed at least once against the stopped agent",
+        what="the dispatcher to find the agent unreachable",
     )
+    assert "unreachable" in first["data"]["message"] and first["data"]["waitS"] == AGENT_WAIT_S
     assert all(fetch(client, i)["task"]["status"] in ("queued", "running") for i in ids)
     cluster.echo.start()  # same port, so the registered URL is right again
     wait_all(cluster.database_url, corr, len(ids), timeout=30)
 
     kinds = event_kinds(cluster.database_url, corr)
     for i in ids:
-        body = fetch(client, i)
-        task = body["task"]
+        task = fetch(client, i)["task"]
         assert task["error"] is None and task["result"]["output"]["received"] == task["payload"]
-        assert kinds[i]["done"] == 1 and kinds[i]["created"] == 1
-        assert kinds[i]["running"] == task["attempts"] >= 2
-        assert kinds[i]["retry_scheduled"] == task["attempts"] - 1
-        retry = next(e for e in body["events"] if e["kind"] == "retry_scheduled")
-        assert "unreachable" in retry["data"]["message"]
+        assert task["attempts"] == 1  # one attempt allowed, none spent on the outage
+        assert kinds[i]["done"] == 1 and kinds[i]["created"] == 1 and kinds[i]["retry_scheduled"] == 0
+        assert kinds[i]["running"] == 1 + kinds[i]["agent_unreachable"] and kinds[i]["agent_unreachable"] <= 1
 
 
-def test_agent_down_past_attempt_limit_ends_in_error(cluster: Stack, client: httpx.Client, service: httpx.Client) -> None:
+def test_agent_down_past_the_wait_ends_in_error(cluster: Stack, client: httpx.Client, service: httpx.Client) -> None:
     register_agent(service, "dead", f"http://127.0.0.1:{free_port()}", ["dead.echo"], limits={"dead.echo": {"maxAttempts": 3, "backoffMs": 100}})
     corr = unique("dead")
     ids = [create(client, "dead.echo", {"i": i}, correlationId=corr)["id"] for i in range(3)]
-    wait_all(cluster.database_url, corr, len(ids), status="error", timeout=30)
+    wait_all(cluster.database_url, corr, len(ids), status="error", timeout=AGENT_WAIT_S + 30)
     for i in ids:
         body = fetch(client, i)
         task = body["task"]
         assert set(task["error"]) == {"message", "attempts"}
-        assert task["error"]["attempts"] == 3 == task["attempts"]
-        assert "dead" in task["error"]["message"] and "unreachable" in task["error"]["message"]
+        assert task["error"]["attempts"] == 0 == task["attempts"]  # waiting spent no attempt
+        assert task["error"]["message"] == f"agent dead unreachable for more than {AGENT_WAIT_S}s (OPSLOOP_AGENT_WAIT_S)"
         assert task["result"] is None and task["finished_at"] and task["lease_owner"] is None
-        assert [e["kind"] for e in body["events"]] == ["created", "running", "retry_scheduled", "running", "retry_scheduled", "running", "error"]
+        kinds = [e["kind"] for e in body["events"]]
+        assert kinds in (["created", "running", "agent_unreachable", "error"], ["created", "error"]), kinds
+        waited = (datetime.fromisoformat(task["finished_at"]) - datetime.fromisoformat(task["created_at"])).total_seconds()
+        assert waited >= AGENT_WAIT_S, f"ended after {waited:.1f}s, before the {AGENT_WAIT_S}s wait"
 
 
 def test_per_type_timeout_is_retried_then_error(cluster: Stack, client: httpx.Client, service: httpx.Client) -> None:

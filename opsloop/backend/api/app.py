@@ -11,8 +11,10 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import psycopg
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import HTMLResponse, Response
@@ -79,7 +81,7 @@ def create_api(*, manage_runtime: bool = False) -> FastAPI:
     )
 
     # Every error answers `{error}`, on the full stack and on the hot routes alike.
-    for exc_class in (DomainError, StarletteHTTPException, RequestValidationError, Exception):
+    for exc_class in (DomainError, StarletteHTTPException, RequestValidationError, psycopg.OperationalError, PoolTimeout, Exception):
         api.add_exception_handler(exc_class, _handle)  # StarletteHTTPException: also the router's own 404 and 405
 
     docs = APIRouter(tags=["docs"], dependencies=[Depends(caller)])
@@ -129,6 +131,9 @@ def error_response(exc: Exception) -> Response:
     if isinstance(exc, RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {"loc": ["body"], "msg": "invalid request"}
         return error(400, f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+    if isinstance(exc, psycopg.OperationalError | PoolTimeout):  # the database is down or restarting: try again shortly
+        log.warning("database unavailable: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return error(503, "database unavailable; try again shortly", {"Retry-After": "2"})
     log.error("unhandled error", exc_info=exc)
     return error(500, "internal error")
 

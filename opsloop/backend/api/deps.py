@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import orjson
 from fastapi import HTTPException, Request
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.responses import JSONResponse
@@ -63,13 +62,11 @@ async def runtime() -> Runtime:
 
 
 async def read_json(request: Request) -> Any:
+    """The body, held to the JSON policy (`jsonutil.parse`): depth, 64-bit integers, no NUL."""
     raw = await request.body()
     if not raw.strip():
         raise BadRequest("request body is empty: expected JSON")
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise BadRequest("request body is not valid JSON") from None
+    return jsonutil.parse(raw)
 
 
 def describe(exc: ValidationError, prefix: str = "") -> str:
@@ -126,7 +123,18 @@ def parse_time(raw: str | None, name: str) -> datetime | None:
         raise BadRequest(f"{name} must be an ISO 8601 time or epoch milliseconds") from None
 
 
+def text_param(request: Request, name: str) -> str | None:
+    """A query filter; NUL is refused (PostgreSQL's text cannot hold it: the query would fail)."""
+    value = request.query_params.get(name) or None
+    if value is not None and "\x00" in value:
+        raise BadRequest(f"{name} cannot contain the NUL character")
+    return value
+
+
 def corr_param(request: Request) -> str | None:
     """`corrId` and `correlationId` are both accepted (the earlier system used both)."""
     q = request.query_params
-    return q.get("correlationId") or q.get("corrId") or None
+    value = q.get("correlationId") or q.get("corrId") or None
+    if value is not None and "\x00" in value:
+        raise BadRequest("correlationId cannot contain the NUL character")
+    return value

@@ -23,7 +23,7 @@ class TaskCreate(_Body):
 
 
 class TaskPatch(_Body):
-    ifVersion: StrictInt = Field(ge=1)
+    ifVersion: StrictInt = Field(ge=1, le=2**31 - 1)  # the version column is a 32-bit integer
     status: StrictStr | None = None
     result: Any = None
     error: Any = None

@@ -103,13 +103,14 @@ class _Coalescer:
         self.pool = pool
         self.max_inflight = max_inflight
         self.max_group = max_group
-        self.queue: list[tuple[dict[str, Any], asyncio.Future[Row]]] = []
+        self.queue: list[tuple[bytes, asyncio.Future[Row]]] = []
         self.inflight = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def insert(self, entry: dict[str, Any]) -> Row:
+        encoded = orjson.dumps(entry)  # on the caller's side: an entry that cannot be encoded fails alone
         future: asyncio.Future[Row] = asyncio.get_running_loop().create_future()
-        self.queue.append((entry, future))
+        self.queue.append((encoded, future))
         if self.inflight < self.max_inflight:
             self.inflight += 1
             task = asyncio.create_task(self._flush())
@@ -122,7 +123,7 @@ class _Coalescer:
             while self.queue:
                 group, self.queue = self.queue[: self.max_group], self.queue[self.max_group :]
                 try:
-                    rows = await insert_json(self.pool, orjson.dumps([e for e, _ in group]).decode(), returning=True)
+                    rows = await insert_json(self.pool, (b"[" + b",".join(e for e, _ in group) + b"]").decode(), returning=True)
                     if len(rows) != len(group):
                         raise RuntimeError(f"stored {len(rows)} of {len(group)} log lines")
                 except BaseException as exc:

@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from opsloop.backend.jsonutil import loggable
+
 Sink = Callable[[list[dict[str, Any]]], Awaitable[None]]
 log = logging.getLogger("opsloop.logwriter")
 
@@ -99,7 +101,7 @@ class LogWriter:
                     "service": self.service,
                     "level": level if level in LEVELS else "info",
                     "message": _clean(message, MAX_MESSAGE) or "(empty)",
-                    "data": data,
+                    "data": loggable(data),
                     "task_id": str(task_id) if task_id is not None else None,
                     "trace_id": _clean(trace_id, MAX_FIELD) if trace_id is not None else None,
                     "correlation_id": _clean(correlation_id, MAX_FIELD) if correlation_id is not None else None,

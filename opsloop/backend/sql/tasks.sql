@@ -40,6 +40,9 @@ SELECT * FROM tasks WHERE idempotency_key = %(idempotency_key)s
 -- name: get_task
 SELECT * FROM tasks WHERE id = %(id)s
 
+-- name: tasks_by_ids
+SELECT * FROM tasks WHERE id = ANY(%(ids)s::uuid[])
+
 -- name: task_events
 SELECT * FROM task_events WHERE task_id = %(id)s ORDER BY id
 
@@ -99,7 +102,7 @@ SELECT * FROM upd
 -- Take up to n runnable tasks; SKIP LOCKED lets every instance claim without waiting on others.
 WITH picked AS (
   SELECT id FROM tasks
-  WHERE status = 'queued' AND run_after <= now()
+  WHERE status = 'queued' AND run_after <= now() AND coalesce(agent_slug, '') <> ALL(%(unreachable)s::text[])
   ORDER BY run_after
   LIMIT %(n)s
   FOR UPDATE SKIP LOCKED
@@ -151,6 +154,48 @@ WITH upd AS (
   FROM upd
 )
 SELECT * FROM upd
+
+-- name: give_back_attempt
+-- The agent could not be reached at all (connection refused: restarting, deploying), so the
+-- attempt did not happen: the task is queued again with its attempt given back and its place in
+-- the queue (run_after) kept. The dispatcher stops claiming that agent's tasks until it answers
+-- again; `expire_agent_waits` ends the ones that waited too long. One event per task and outage.
+WITH cur AS (
+  SELECT id, error->>'waitingForAgent' IS NOT NULL AS waiting FROM tasks
+  WHERE id = %(id)s AND status = 'running' AND lease_owner = %(owner)s AND attempts = %(attempt)s
+  FOR UPDATE
+), upd AS (
+  UPDATE tasks t SET status = 'queued', attempts = t.attempts - 1,
+    error = jsonb_build_object('message', %(message)s::text, 'attempts', t.attempts - 1, 'waitingForAgent', t.agent_slug),
+    lease_owner = NULL, lease_expires_at = NULL, version = t.version + 1, updated_at = now()
+  FROM cur WHERE t.id = cur.id
+  RETURNING t.*, cur.waiting
+), ev AS (
+  INSERT INTO task_events (task_id, actor, kind, data, correlation_id, trace_id)
+  SELECT id, 'orchestrator', 'agent_unreachable',
+    jsonb_build_object('status', 'queued', 'agent', agent_slug, 'message', %(message)s::text, 'waitS', %(wait_s)s), correlation_id, trace_id
+  FROM upd WHERE NOT waiting
+)
+SELECT id FROM upd
+
+-- name: expire_agent_waits
+-- Queued tasks of an unreachable agent that have been due for longer than the wait: `error`.
+WITH picked AS (
+  SELECT id FROM tasks
+  WHERE status = 'queued' AND agent_slug = %(agent)s AND run_after < now() - make_interval(secs => %(wait_s)s)
+  ORDER BY run_after LIMIT 1000
+  FOR UPDATE SKIP LOCKED
+), upd AS (
+  UPDATE tasks t SET status = 'error', error = jsonb_build_object('message', %(message)s::text, 'attempts', t.attempts),
+    finished_at = now(), version = t.version + 1, updated_at = now()
+  FROM picked WHERE t.id = picked.id
+  RETURNING t.*
+), ev AS (
+  INSERT INTO task_events (task_id, actor, kind, data, correlation_id, trace_id)
+  SELECT id, 'orchestrator', 'error', jsonb_build_object('status', 'error', 'attempt', attempts, 'message', %(message)s::text), correlation_id, trace_id
+  FROM upd
+)
+SELECT id FROM upd
 
 -- name: renew_leases
 UPDATE tasks SET lease_expires_at = now() + make_interval(secs => %(lease_s)s)

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
@@ -23,6 +24,7 @@ from opsloop.backend import jsonutil
 from opsloop.backend.agents.registry import Registry
 from opsloop.backend.db import execute_prepared
 from opsloop.backend.sql import queries
+from opsloop.backend.tasks.unreachable import UnreachableAgents
 
 Q = queries("tasks")
 log = logging.getLogger("opsloop.dispatcher")
@@ -35,7 +37,11 @@ OnFailure = Callable[[dict[str, Any], str], None]
 
 
 class PermanentFailure(Exception):
-    """The agent refused the task (4xx): retrying the same payload cannot help."""
+    """The agent refused the task (4xx), or answered what cannot be stored: retrying cannot help."""
+
+
+class AgentUnreachable(Exception):
+    """The connection to the agent was refused: the attempt never reached it."""
 
 
 def backoff_s(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
@@ -56,6 +62,7 @@ class Dispatcher:
         lease_s: float = 15.0,
         poll_s: float = 2.0,
         backoff_base_s: float = 0.5,
+        agent_wait_s: float = 300.0,
         local_handlers: dict[str, LocalHandler] | None = None,
         on_failure: OnFailure | None = None,
     ) -> None:
@@ -72,12 +79,13 @@ class Dispatcher:
         self.on_failure = on_failure
         self._inflight: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
-        self._answers: list[tuple[uuid.UUID, int, Any]] = []
+        self._answers: list[tuple[dict[str, Any], Jsonb]] = []  # (task, encoded result)
         self._answers_ready = asyncio.Event()
         self._http: aiohttp.ClientSession | None = None  # made in the running loop, on first use
         self._stopping = False
         self._backlog = False
-        self.stats = {"claimed": 0, "done": 0, "failed_attempts": 0, "stale_answers": 0}
+        self.stats = {"claimed": 0, "done": 0, "failed_attempts": 0, "stale_answers": 0, "given_back": 0}
+        self.unreachable = UnreachableAgents(wait_s=agent_wait_s, url_of=self._agent_url, expire=self._expire_waits, on_back=self.wake)
 
     def wake(self) -> None:
         """There may be something to claim (a task was queued here, or a slot freed up)."""
@@ -114,6 +122,7 @@ class Dispatcher:
             await asyncio.wait_for(self._apply_answers(), timeout=grace_s)
         except TimeoutError:
             log.warning("stopped with %d answer(s) unrecorded; their tasks will be re-run after the lease", len(self._answers))
+        await self.unreachable.close()
         if self._http is not None:
             await self._http.close()
 
@@ -149,7 +158,8 @@ class Dispatcher:
 
     async def _claim(self, n: int) -> int:
         async with self.pool.connection() as conn:
-            rows = await (await execute_prepared(conn, Q.claim_tasks, {"n": n, "owner": self.instance_id, "lease_s": self.lease_s})).fetchall()
+            params = {"n": n, "owner": self.instance_id, "lease_s": self.lease_s, "unreachable": self.unreachable.slugs}
+            rows = await (await execute_prepared(conn, Q.claim_tasks, params)).fetchall()
         for row in rows:
             self._inflight[row["id"]] = asyncio.create_task(self._execute(row))
         self.stats["claimed"] += len(rows)
@@ -158,13 +168,16 @@ class Dispatcher:
     async def _execute(self, task: dict[str, Any]) -> None:
         try:
             output, channel = await self._call_agent(task)
+            result = {"agent": {"slug": task["agent_slug"], "channel": channel}, "status": "completed", "output": output}
+            encoded = _storable_answer(task["agent_slug"], result)  # alone: it can never fail the batch of answers
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # agent down, timeout, refusal, bad answer
+        except AgentUnreachable as exc:
+            await self._give_back(task, str(exc))
+        except Exception as exc:  # timeout, refusal, bad answer
             await self._fail(task, exc)
         else:
-            result = {"agent": {"slug": task["agent_slug"], "channel": channel}, "status": "completed", "output": output}
-            self._answers.append((task["id"], task["attempts"], result))
+            self._answers.append((task, encoded))
             self._answers_ready.set()
         finally:
             self._inflight.pop(task["id"], None)
@@ -198,8 +211,11 @@ class Dispatcher:
                 status, raw = resp.status, await resp.read()
         except TimeoutError:
             raise RuntimeError(f"agent {slug} timed out after {limits.timeout_s:g}s") from None
-        except aiohttp.ClientError as exc:
+        except aiohttp.ClientConnectorError as exc:  # refused or unresolvable: the request never left
             self.registry.invalidate()  # it may have moved: the retry reads its current URL
+            raise AgentUnreachable(f"agent {slug} unreachable: {type(exc).__name__}") from None
+        except aiohttp.ClientError as exc:
+            self.registry.invalidate()
             raise RuntimeError(f"agent {slug} unreachable: {type(exc).__name__}") from None
         if 400 <= status < 500 and status not in (408, 429):
             text = raw[:200].decode(errors="replace")
@@ -207,13 +223,15 @@ class Dispatcher:
         if status >= 300:
             raise RuntimeError(f"agent {slug} answered HTTP {status}")
         try:
-            return jsonutil.loads(raw), "http"
-        except ValueError:
-            raise RuntimeError(f"agent {slug} answered non-JSON") from None
+            return jsonutil.parse(raw, "answer", jsonutil.ANSWER_DEPTH), "http"
+        except jsonutil.JSONRejected as exc:
+            if "not valid JSON" in exc.message:
+                raise RuntimeError(f"agent {slug} answered non-JSON") from None
+            raise PermanentFailure(f"agent {slug}'s {exc.message}") from None
 
     async def _fail(self, task: dict[str, Any], exc: Exception) -> None:
         self.stats["failed_attempts"] += 1
-        message = str(exc) or type(exc).__name__
+        message = (str(exc) or type(exc).__name__).replace("\x00", "\ufffd")  # PostgreSQL text holds no NUL
         final = isinstance(exc, PermanentFailure)
         agent = self.registry.cached(task["agent_slug"])
         base = agent.limits_for(task["type"]).backoff_s if agent else self.backoff_base_s
@@ -239,6 +257,30 @@ class Dispatcher:
         if self.on_failure:
             self.on_failure(task, message)
 
+    async def _give_back(self, task: dict[str, Any], message: str) -> None:
+        """The agent refused the connection: the task waits for it (see `unreachable.py`)."""
+        self.unreachable.mark(task["agent_slug"])
+        params = {"id": task["id"], "owner": self.instance_id, "attempt": task["attempts"], "message": message, "wait_s": self.unreachable.wait_s}
+        for _ in range(30):
+            try:
+                async with self.pool.connection() as conn:
+                    await execute_prepared(conn, Q.give_back_attempt, params)
+                self.stats["given_back"] += 1
+                return
+            except Exception as db_exc:  # keep the task until the database is back (its lease covers it)
+                log.warning("giving back an attempt failed: %s", db_exc)
+                await asyncio.sleep(1.0)
+
+    async def _agent_url(self, slug: str) -> str | None:
+        agent = await self.registry.get(slug)
+        return agent.endpoint_url() if agent is not None and agent.url else None
+
+    async def _expire_waits(self, slug: str, wait_s: float) -> int:
+        message = f"agent {slug} unreachable for more than {wait_s:g}s (OPSLOOP_AGENT_WAIT_S)"
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(Q.expire_agent_waits, {"agent": slug, "wait_s": wait_s, "message": message})).fetchall()
+        return len(rows)
+
     async def _flush_answers(self) -> None:
         while True:
             await self._answers_ready.wait()
@@ -249,22 +291,46 @@ class Dispatcher:
         self._answers_ready.clear()
         while self._answers:
             batch, self._answers = self._answers[:500], self._answers[500:]
-            params = {
-                "ids": [a[0] for a in batch],
-                "attempts": [a[1] for a in batch],
-                "results": [Jsonb(a[2]) for a in batch],
-                "owner": self.instance_id,
-            }
             try:
-                async with self.pool.connection() as conn:
-                    applied = await (await execute_prepared(conn, Q.complete_tasks, params)).fetchall()
+                applied = await self._complete(batch)
+            except psycopg.DataError as exc:  # a value the database refuses: it fails alone, the rest go on
+                await self._isolate(batch, exc)
+                continue
             except Exception as exc:  # database down: keep the answers, try again
                 log.warning("recording answers failed (%d kept): %s", len(batch), exc)
                 self._answers[:0] = batch
                 await asyncio.sleep(0.5)
                 continue
-            self.stats["done"] += len(applied)
-            self.stats["stale_answers"] += len(batch) - len(applied)
+            self.stats["done"] += applied
+            self.stats["stale_answers"] += len(batch) - applied
+
+    async def _complete(self, batch: list[tuple[dict[str, Any], Jsonb]]) -> int:
+        params = {
+            "ids": [t["id"] for t, _ in batch],
+            "attempts": [t["attempts"] for t, _ in batch],
+            "results": [r for _, r in batch],
+            "owner": self.instance_id,
+        }
+        async with self.pool.connection() as conn:
+            return len(await (await execute_prepared(conn, Q.complete_tasks, params)).fetchall())
+
+    async def _isolate(self, batch: list[tuple[dict[str, Any], Jsonb]], exc: Exception) -> None:
+        """Apply a refused batch answer by answer: the refused one's attempt fails with the reason."""
+        if len(batch) == 1:
+            task = batch[0][0]
+            await self._fail(task, PermanentFailure(f"the database refused agent {task['agent_slug']}'s answer: {str(exc).splitlines()[0]}"))
+            return
+        for index, item in enumerate(batch):
+            try:
+                applied = await self._complete([item])
+            except psycopg.DataError as one_exc:
+                await self._isolate([item], one_exc)
+                continue
+            except Exception:  # the database went away meanwhile: the rest wait for the next flush
+                self._answers[:0] = batch[index:]
+                return
+            self.stats["done"] += applied
+            self.stats["stale_answers"] += 1 - applied
 
     async def _renew_leases(self) -> None:
         while True:
@@ -289,3 +355,12 @@ class Dispatcher:
                     self._wake.set()
             except Exception as exc:
                 log.warning("reclaim failed: %s", exc)
+
+
+def _storable_answer(slug: str, result: dict[str, Any]) -> Jsonb:
+    """The answer as its own jsonb parameter, or a PermanentFailure saying why it cannot be stored."""
+    try:
+        jsonutil.check(result["output"], "answer", jsonutil.ANSWER_DEPTH)  # as the agent sent it (local handlers too)
+        return jsonutil.storable(result, "answer", jsonutil.ANSWER_DEPTH + 1)  # type: ignore[return-value]  # a dict: never None
+    except jsonutil.JSONRejected as exc:
+        raise PermanentFailure(f"agent {slug}'s {exc.message}") from None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from opsloop.backend.db import execute_prepared
 from opsloop.backend.errors import BadRequest, Conflict, NotFound
+from opsloop.backend.jsonutil import storable
 from opsloop.backend.models import TASK_STATUSES
 from opsloop.backend.paging import BadCursor, decode_cursor, encode_cursor
 from opsloop.backend.sql import queries
@@ -52,7 +53,7 @@ async def create_task(
     params = {
         "type": type,
         "source": source,
-        "payload": Jsonb(payload) if payload is not None else None,
+        "payload": storable(payload, "payload"),
         "correlation_id": correlation_id,
         "trace_id": trace_id,
         "agent_slug": agent_slug,
@@ -71,7 +72,8 @@ async def create_task(
 
 @dataclass(frozen=True)
 class NewTask:
-    """One create request, validated and routed."""
+    """One create request, validated and routed. `payload` is what the caller sent; the batcher
+    encodes it on the caller's side (`storable`), so one bad payload fails its own request only."""
 
     type: str
     source: str
@@ -102,8 +104,9 @@ class CreateBatcher:
 
     async def create(self, task: NewTask) -> tuple[Row, bool]:
         """`({id, trace_id, status, agent_slug}, created)`; with a known idempotency key, the first task."""
+        payload = storable(task.payload, "payload")  # raises for this request alone, before it joins a batch
         future: asyncio.Future[tuple[Row, bool]] = asyncio.get_running_loop().create_future()
-        self._queue.append((task, future))
+        self._queue.append((replace(task, payload=payload), future))
         if self._inflight < self.max_inflight:
             self._inflight += 1
             flusher = asyncio.create_task(self._flush())
@@ -144,7 +147,7 @@ class CreateBatcher:
             "ids": ids,
             "types": [t.type for t in tasks],
             "sources": [t.source for t in tasks],
-            "payloads": [Jsonb(t.payload) if t.payload is not None else None for t in tasks],
+            "payloads": [t.payload for t in tasks],  # already encoded, one by one (`create`)
             "correlation_ids": [t.correlation_id for t in tasks],
             "trace_ids": [t.trace_id for t in tasks],
             "agent_slugs": [t.agent_slug for t in tasks],
@@ -194,6 +197,14 @@ async def get_task(pool: AsyncConnectionPool, task_id: uuid.UUID) -> tuple[Row, 
             raise NotFound("Task not found")
         events = await (await execute_prepared(conn, Q.task_events, {"id": task_id})).fetchall()
     return task, events
+
+
+async def get_tasks(pool: AsyncConnectionPool, task_ids: list[uuid.UUID]) -> list[Row]:
+    """The current rows of these tasks (those that still exist), in no particular order."""
+    if not task_ids:
+        return []
+    async with pool.connection() as conn:
+        return await (await conn.execute(Q.tasks_by_ids, {"ids": task_ids})).fetchall()
 
 
 async def list_tasks(
@@ -284,7 +295,7 @@ async def patch_task(pool: AsyncConnectionPool, task_id: uuid.UUID, if_version: 
     params: dict[str, Any] = {"id": task_id, "if_version": if_version, "actor": actor, "status": status, "manual_lease_s": MANUAL_RUNNING_LEASE_S}
     for field in ("result", "error", "payload"):
         params[f"set_{field}"] = field in changes
-        params[field] = Jsonb(changes[field]) if changes.get(field) is not None else None
+        params[field] = storable(changes.get(field), field)
     params["set_correlation_id"] = "correlation_id" in changes
     params["correlation_id"] = changes.get("correlation_id")
     params["kind"] = "status" if status else "updated"
@@ -334,7 +345,7 @@ async def add_event(
         "task_id": task_id,
         "actor": actor,
         "kind": kind,
-        "data": Jsonb(data) if data is not None else None,
+        "data": storable(data, "data"),
         "correlation_id": correlation_id,
         "trace_id": trace_id,
     }

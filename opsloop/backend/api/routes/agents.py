@@ -17,6 +17,7 @@ async def register(request: Request, rt: Runtime = Depends(runtime)) -> JSON:
     body = validate(AgentRegistration, await read_json(request))
     meta = {"limits": body.limits or {}, "configUrl": body.configUrl}
     row = await rt.registry.register(slug=body.slug, url=body.url, task_types=body.taskTypes, endpoint=body.endpoint, meta=meta)
+    rt.dispatcher.unreachable.back(body.slug)  # (re)started: its waiting tasks need not wait for the next probe
     rt.writer.info(f"agent {body.slug} registered", {"slug": body.slug, "taskTypes": body.taskTypes, "url": body.url})
     return JSON({"agent": row})
 

@@ -285,8 +285,9 @@ WS_TYPES = {"task": "TASK_UPDATE", "event": "TASK_EVENT", "log": "LOG"}
 KIND_BY_TYPE = {v: k for k, v in WS_TYPES.items()}
 
 
-def ws_frame(msg: LiveMessage) -> str:
-    """The frame's JSON text, encoded once per change whatever the number of connections."""
+def ws_frame(msg: LiveMessage, position: str) -> str:
+    """The frame's JSON text: encoded once per change whatever the number of connections, then
+    given this connection's position (`id`, as SSE's: `<last log id>-<last event id>`)."""
     text = msg.cache.get("ws")
     if text is None:
         if msg.kind == "task":
@@ -296,31 +297,76 @@ def ws_frame(msg: LiveMessage) -> str:
         else:
             data = msg.row
         text = msg.cache["ws"] = jsonutil.dumps_str({"ts": datetime.now(UTC), "type": WS_TYPES[msg.kind], "data": data})
-    return text
+    return text[:-1] + ',"id":"' + position + '"}'
+
+
+class Position:
+    """Where a WebSocket client is in the logs and events it was sent; a reconnect with
+    `?lastEventId=` resumes from it (task rows have no sequence: the replay sends the current row
+    of every task whose events were missed)."""
+
+    def __init__(self, last_log: int, last_event: int) -> None:
+        self.last_log, self.last_event = last_log, last_event
+
+    def advance(self, msg: LiveMessage) -> str:
+        # Max ids, not the last one: rows committed out of id order are still sent live.
+        if msg.kind == "log":
+            self.last_log = max(self.last_log, msg.id)
+        elif msg.kind == "event":
+            self.last_event = max(self.last_event, msg.id)
+        return f"{self.last_log}-{self.last_event}"
 
 
 def _control(kind: str, data: Any) -> str:
     return jsonutil.dumps_str({"ts": datetime.now(UTC), "type": kind, "data": data})
 
 
+async def _deny(ws: WebSocket, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    """Refuse the handshake with a real HTTP answer (401, 403, 503), as every other route does."""
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        await ws.send_denial_response(error(status, message, headers))
+    else:  # a server without the denial extension: close before accepting (the client sees 403)
+        await ws.close(code=4000 + status, reason=message)
+
+
 async def websocket_endpoint(ws: WebSocket) -> None:
-    """`/ws`: TASK_UPDATE, TASK_EVENT and LOG frames; `{"type": "subscribe", ...}` narrows them."""
+    """`/ws`: TASK_UPDATE, TASK_EVENT and LOG frames; `{"type": "subscribe", ...}` narrows them.
+    Every frame carries `id`; reconnecting with `?lastEventId=<id>` replays what was missed."""
     if stream_caller(ws) is None:
-        await ws.close(code=4401, reason="Unauthorized")
+        await _deny(ws, 401, "Unauthorized", {"WWW-Authenticate": 'Basic realm="opsloop"'})
         return
     if not origin_allowed(ws):
-        await ws.close(code=4403, reason="Origin not allowed")
+        await _deny(ws, 403, "Origin not allowed")
         return
     rt = get_runtime()
     params, problem = _ws_params(dict(ws.query_params))
+    resume = _parse_last_event_id(ws.query_params.get("lastEventId"))
+    if not problem and ws.query_params.get("lastEventId") and resume is None:
+        problem = "lastEventId must be the id of a frame (<log id>-<event id>)"
+    holder: dict[str, Subscription] = {
+        "sub": rt.bus.subscribe(make_filter(params), maxsize=QUEUE_SIZE, route=route_of(params))
+    }  # before the position
+    try:
+        start = resume or (await _current_position(rt) if not problem else (0, 0))
+    except Exception:
+        rt.bus.unsubscribe(holder["sub"])
+        await _deny(ws, 503, "database unavailable; try again shortly", {"Retry-After": "2"})
+        return
     await ws.accept()
     if problem:
+        rt.bus.unsubscribe(holder["sub"])
         await ws.send_text(_control("ERROR", {"error": problem}))
         await ws.close(code=4400, reason=problem[:120])
         return
-    holder: dict[str, Subscription] = {"sub": rt.bus.subscribe(make_filter(params), maxsize=QUEUE_SIZE, route=route_of(params))}
+    position = Position(*start)
+    replayed: dict[str, set[int]] = {"log": set(), "event": set()}
 
     async def pump() -> None:
+        if resume is not None:
+            for msg in await _ws_replay(rt, params, position):
+                if msg.kind in replayed:
+                    replayed[msg.kind].add(msg.id)
+                await ws.send_text(ws_frame(msg, position.advance(msg)))
         while True:
             sub = holder["sub"]
             batch = await sub.get_batch(COALESCE)
@@ -329,7 +375,11 @@ async def websocket_endpoint(ws: WebSocket) -> None:
                     continue
                 return
             for msg in batch:
-                await ws.send_text(ws_frame(msg))
+                seen = replayed.get(msg.kind)
+                if seen and msg.id in seen:
+                    seen.discard(msg.id)  # already sent by the replay
+                    continue
+                await ws.send_text(ws_frame(msg, position.advance(msg)))
 
     async def read() -> None:
         while True:
@@ -340,9 +390,9 @@ async def websocket_endpoint(ws: WebSocket) -> None:
             if raw is None:
                 raw = (message.get("bytes") or b"").decode("utf-8", errors="replace")
             try:
-                body = jsonutil.loads(raw)
-            except ValueError:
-                await ws.send_text(_control("ERROR", {"error": "frame is not valid JSON"}))
+                body = jsonutil.parse(raw, "frame")
+            except jsonutil.JSONRejected as exc:
+                await ws.send_text(_control("ERROR", {"error": exc.message}))
                 continue
             kind = body.get("type") if isinstance(body, dict) else None
             if kind == "ping":
@@ -384,6 +434,20 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         if ws.client_state == WebSocketState.CONNECTED and ws.application_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(ws.close(), timeout=1)
+
+
+async def _ws_replay(rt: Any, params: dict[str, Any], position: Position) -> list[LiveMessage]:
+    """SSE's replay (logs and events after the position), then the current row of every task whose
+    events were missed, for clients that take TASK_UPDATE frames."""
+    kinds = set(params.get("kinds") or ("task", "event", "log"))
+    missed = await _replay(rt, params, position.last_log, position.last_event)
+    out = [m for m in missed if m.kind in kinds]
+    if "task" in kinds and not params.get("service") and not params.get("level"):
+        from opsloop.backend.tasks.repository import get_tasks
+
+        task_ids = list(dict.fromkeys(m.row["task_id"] for m in missed if m.kind == "event"))
+        out.extend(LiveMessage("task", row) for row in await get_tasks(rt.pool, task_ids))
+    return out
 
 
 def _ws_params(raw: dict[str, Any]) -> tuple[dict[str, Any], str | None]:

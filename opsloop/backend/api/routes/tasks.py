@@ -3,45 +3,23 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel
 from starlette.types import Receive, Scope, Send
 
-from opsloop.backend.api.deps import JSON, caller, corr_param, parse_limit, parse_time, read_json, runtime, validate
+from opsloop.backend.api.deps import JSON, caller, corr_param, parse_limit, parse_time, read_json, runtime, text_param, validate
 from opsloop.backend.api.schemas import TaskCreate, TaskEventCreate, TaskPatch
 from opsloop.backend.auth import Principal
-from opsloop.backend.errors import BadRequest
-from opsloop.backend.jsonutil import has_nul
+from opsloop.backend.errors import BadRequest, Unprocessable
 from opsloop.backend.runtime import Runtime
 from opsloop.backend.tasks import repository as repo
 from opsloop.backend.tasks.submit import submit_task
 
 router = APIRouter(tags=["tasks"], dependencies=[Depends(caller)])
-NUL_ESCAPE = b"\\u0000"
 MAX_TRACE_ID = 200
-
-
-async def _refuse_nul(request: Request, body: BaseModel) -> None:
-    """PostgreSQL stores no NUL character (neither text nor jsonb): a 400 naming the field, not a
-    500 from the database. The raw-bytes test keeps the walk off the hot path."""
-    if NUL_ESCAPE not in await request.body():
-        return
-    for name in body.model_fields_set:
-        if has_nul(getattr(body, name)):
-            raise BadRequest(f"{name} cannot contain the NUL character (\\u0000)")
-
-
-def _param(request: Request, name: str) -> str | None:
-    value = request.query_params.get(name) or None
-    if value is not None and "\x00" in value:
-        raise BadRequest(f"{name} cannot contain the NUL character")
-    return value
-
-
-def _corr(request: Request) -> str | None:
-    value = corr_param(request)
-    if value is not None and "\x00" in value:
-        raise BadRequest("correlationId cannot contain the NUL character")
-    return value
+# Kinds the engine writes for a task's lifecycle (sql/tasks.sql): an agent or a script reporting
+# one would make a trail that says a task ended, or ran, when it did not.
+LIFECYCLE_KINDS = frozenset(
+    ("created", "running", "done", "error", "cancelled", "retried", "retry_scheduled", "lease_expired", "status", "updated", "agent_unreachable")
+)
 
 
 def _trace_id(request: Request) -> str:
@@ -61,7 +39,6 @@ def _body_schema(model: type) -> dict:
 @router.post("/task", status_code=202, openapi_extra=_body_schema(TaskCreate), summary="Create a task")
 async def create_task(request: Request, rt: Runtime = Depends(runtime)) -> JSON:
     body = validate(TaskCreate, await read_json(request))
-    await _refuse_nul(request, body)
     task, created = await submit_task(
         rt.pool,
         rt.registry,
@@ -100,14 +77,14 @@ async def list_events(request: Request, rt: Runtime = Depends(runtime)) -> JSON:
     events, next_cursor = await repo.list_events(
         rt.pool,
         task_id=task_id,
-        trace_id=_param(request, "traceId"),
-        correlation_id=_corr(request),
-        actor=_param(request, "actor"),
-        kind=_param(request, "kind"),
+        trace_id=text_param(request, "traceId"),
+        correlation_id=corr_param(request),
+        actor=text_param(request, "actor"),
+        kind=text_param(request, "kind"),
         since=parse_time(q.get("since"), "since"),
         until=parse_time(q.get("until"), "until"),
         limit=parse_limit(q.get("limit"), 100, 500),
-        cursor=_param(request, "cursor"),
+        cursor=text_param(request, "cursor"),
     )
     return JSON({"events": events, "next_cursor": next_cursor})
 
@@ -115,7 +92,8 @@ async def list_events(request: Request, rt: Runtime = Depends(runtime)) -> JSON:
 @router.post("/task/event", status_code=202, openapi_extra=_body_schema(TaskEventCreate), summary="Record a task event")
 async def create_event(request: Request, rt: Runtime = Depends(runtime)) -> JSON:
     body = validate(TaskEventCreate, await read_json(request))
-    await _refuse_nul(request, body)
+    if body.kind in LIFECYCLE_KINDS:
+        raise Unprocessable(f"kind {body.kind!r} is reserved for the engine's lifecycle events; report progress with another kind")
     event = await repo.add_event(
         rt.pool,
         task_id=repo.parse_task_id(body.taskId),
@@ -139,14 +117,14 @@ async def list_tasks(request: Request, rt: Runtime = Depends(runtime)) -> JSON:
     q = request.query_params
     tasks, next_cursor = await repo.list_tasks(
         rt.pool,
-        status=_param(request, "status"),
-        correlation_id=_corr(request),
-        trace_id=_param(request, "traceId"),
-        type=_param(request, "type"),
+        status=text_param(request, "status"),
+        correlation_id=corr_param(request),
+        trace_id=text_param(request, "traceId"),
+        type=text_param(request, "type"),
         since=parse_time(q.get("since"), "since"),
         until=parse_time(q.get("until"), "until"),
         limit=parse_limit(q.get("limit"), 50, 200),
-        cursor=_param(request, "cursor"),
+        cursor=text_param(request, "cursor"),
     )
     return JSON({"tasks": tasks, "next_cursor": next_cursor})
 
@@ -158,7 +136,6 @@ async def patch_task(task_id: str, request: Request, rt: Runtime = Depends(runti
     if isinstance(data, dict) and "ifVersion" not in data:
         raise BadRequest("ifVersion is required")
     body = validate(TaskPatch, data)
-    await _refuse_nul(request, body)
     fields = {"correlationId": "correlation_id"}
     changes = {fields.get(k, k): getattr(body, k) for k in body.model_fields_set if k != "ifVersion"}
     if not changes:
