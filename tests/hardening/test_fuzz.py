@@ -70,6 +70,14 @@ def stack(database_url: str) -> Iterator[Proc]:
         proc.stop()
 
 
+@pytest.fixture(scope="module")
+def probe_app(database_url: str, stack: Proc) -> Iterator[Proc]:
+    """A second instance on the same database for the unauthenticated probes (its limiter is its own)."""
+    app = app_instance(database_url, name="fuzz-probe-app").start()
+    yield app
+    app.stop()
+
+
 def _answers(url: str) -> bool:
     try:
         return httpx.get(url, timeout=1).status_code == 200
@@ -120,16 +128,25 @@ def test_invalid_input(api_schema, stack, label: str) -> None:
 
 
 @pytest.mark.parametrize("label", operations())
-def test_unauthenticated(api_schema, stack, label: str) -> None:
+def test_unauthenticated(api_schema, probe_app: Proc, label: str) -> None:
+    """Without valid credentials every operation but the public ones is refused: 401, or 429 once
+    the generated (wrong) credentials from this address have been throttled. On an instance of its
+    own, so the throttled address does not spill into the other tests."""
     public = api_schema.find_operation_by_label(label).definition.raw.get("security") == []
 
     def check(case: Any) -> None:
-        response = case.call(base_url=stack.url, timeout=10)
+        response = case.call(base_url=probe_app.url, timeout=10)
         case.validate_response(response, checks=CHECKS)
-        if not public:
-            assert response.status_code == 401, f"{label} answered {response.status_code} without credentials"
-            assert response.json() == {"error": "Unauthorized"}
-            assert response.headers["www-authenticate"][0].startswith("Basic")
+        if public:
+            return
+        sent = {k.lower() for k in response.request.headers}
+        if response.status_code == 429:
+            assert sent & {"authorization", "x-internal-key"}, f"{label} throttled a request that carried no credentials"
+            assert response.headers["retry-after"] and response.json()["error"].startswith("Too many failed")
+            return
+        assert response.status_code == 401, f"{label} answered {response.status_code} without credentials"
+        assert response.json() == {"error": "Unauthorized"}
+        assert response.headers["www-authenticate"][0].startswith("Basic")
 
     fuzz(api_schema, label, GenerationMode.POSITIVE, check)
 

@@ -17,13 +17,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketState
 
 from opsloop.backend import jsonutil
 from opsloop.backend.api.deps import error
-from opsloop.backend.auth import Principal, authenticate
+from opsloop.backend.api.identity import authenticate_limited
+from opsloop.backend.auth import Principal
 from opsloop.backend.config import get_settings
 from opsloop.backend.live.bus import LiveMessage, Subscription
 from opsloop.backend.models import LOG_LEVELS
@@ -38,13 +40,13 @@ COALESCE = 256  # SSE frames written in one send when a client is behind
 
 
 def stream_caller(conn: HTTPConnection) -> Principal | None:
-    """Header auth, or `?auth=base64(user:pass)` (browsers cannot set headers on these)."""
-    return authenticate(
-        get_settings(),
-        conn.headers.get("authorization"),
-        conn.headers.get("x-internal-key"),
-        conn.query_params.get("auth"),
-    )
+    """Header auth, or `?auth=base64(user:pass)` (browsers cannot set headers on these), behind
+    the same per-address guessing limiter as every route: raises a 429 HTTPException while the
+    address is blocked. A request with no credentials at all is not counted."""
+    authorization, key, query = conn.headers.get("authorization"), conn.headers.get("x-internal-key"), conn.query_params.get("auth")
+    if authorization is None and key is None and query is None:
+        return None
+    return authenticate_limited(conn, authorization, key, query)
 
 
 def origin_allowed(conn: HTTPConnection) -> bool:
@@ -141,7 +143,12 @@ class SSEStream:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
-        if stream_caller(request) is None:
+        try:
+            who = stream_caller(request)
+        except HTTPException as exc:  # this address is guessing: 429 with Retry-After
+            await error(exc.status_code, str(exc.detail), exc.headers)(scope, receive, send)
+            return
+        if who is None:
             await error(401, "Unauthorized", {"WWW-Authenticate": 'Basic realm="opsloop"'})(scope, receive, send)
             return
         if not origin_allowed(request):
@@ -332,7 +339,12 @@ async def _deny(ws: WebSocket, status: int, message: str, headers: dict[str, str
 async def websocket_endpoint(ws: WebSocket) -> None:
     """`/ws`: TASK_UPDATE, TASK_EVENT and LOG frames; `{"type": "subscribe", ...}` narrows them.
     Every frame carries `id`; reconnecting with `?lastEventId=<id>` replays what was missed."""
-    if stream_caller(ws) is None:
+    try:
+        who = stream_caller(ws)
+    except HTTPException as exc:  # this address is guessing: 429 with Retry-After
+        await _deny(ws, exc.status_code, str(exc.detail), exc.headers)
+        return
+    if who is None:
         await _deny(ws, 401, "Unauthorized", {"WWW-Authenticate": 'Basic realm="opsloop"'})
         return
     if not origin_allowed(ws):
