@@ -34,8 +34,11 @@ class ErrorBody(BaseModel):
 
 ERROR = {"model": ErrorBody}
 # Added to every route at include time: the app's middleware, dependencies and handlers produce them.
+RETRY_AFTER = {"Retry-After": {"schema": {"type": "string"}, "description": "Seconds to wait before trying again"}}
 COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    403: {**ERROR, "description": "A cross-site request with ambient credentials (cookie or cached Basic), or an Origin not allowed"},
     413: {**ERROR, "description": "Request body above MAX_BODY_BYTES"},
+    415: {**ERROR, "description": "A JSON route was sent a body that is not `application/json`"},
     "default": {**ERROR, "description": "Any other error: `{error}`"},
 }
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -44,7 +47,8 @@ AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "No or wrong credentials",
         "headers": {"WWW-Authenticate": {"schema": {"type": "string"}, "description": 'Basic realm="opsloop"'}},
     },
-    503: {**ERROR, "description": "The instance is starting (its runtime is not up yet)"},
+    429: {**ERROR, "description": "Too many failed credentials from this address: wait `Retry-After` seconds", "headers": RETRY_AFTER},
+    503: {**ERROR, "description": "The instance is starting, or the database is unavailable (`Retry-After`)", "headers": RETRY_AFTER},
 }
 
 SECURITY_SCHEMES = {
