@@ -4,21 +4,32 @@ At most MAX_ITEMS lines live in the browser; older ones are paged in from the se
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import urlencode
+
 import reflex as rx
 
 from opsloop.backend.live.bus import LiveMessage
 from opsloop.backend.logs.repository import search_logs
 from opsloop.backend.models import LOG_LEVELS
-from opsloop.backend.runtime import get_runtime
+from opsloop.backend.paging import encode_cursor
 from opsloop.backend.tasks.repository import list_events
+from opsloop.state.access import runtime
 from opsloop.state.display import activity_item
 from opsloop.state.live import watch
+from opsloop.state.live_view import LiveFilter, LiveParams, LiveView, live_filter
+from opsloop.state.merge import merge_activity
 
 MAX_ITEMS = 200
 PAGE = 50
 
 
-class ActivityState(rx.State):
+def activity_filter(params: LiveParams) -> LiveFilter:
+    """Everything, or with a level or service filter only the log lines that match it."""
+    return live_filter(level=params.get("level", ""), service=params.get("service", ""))
+
+
+class ActivityState(LiveView, rx.State):
     items: list[dict[str, str]] = []
     level: str = ""
     service: str = ""
@@ -41,7 +52,7 @@ class ActivityState(rx.State):
 
     async def _page_older(self) -> None:
         self.loading = True
-        pool = get_runtime().pool
+        pool = runtime().pool
         logs, _ = await search_logs(
             pool,
             level=self.level or None,
@@ -49,7 +60,7 @@ class ActivityState(rx.State):
             limit=PAGE,
             cursor=None if self._oldest_log is None else _cursor(self._oldest_log),
         )
-        events: list[dict] = []
+        events: list[dict[str, Any]] = []
         if not self.level and not self.service:
             events, _ = await list_events(pool, limit=PAGE, cursor=None if self._oldest_event is None else _cursor(self._oldest_event))
         if logs:
@@ -66,9 +77,7 @@ class ActivityState(rx.State):
         await self._page_older()
 
     @rx.event
-    def set_filter(self, form: dict):
-        from urllib.parse import urlencode
-
+    def set_filter(self, form: dict[str, Any]):
         params = {k: str(form.get(k) or "")[:200] for k in ("level", "service")}
         params = {k: v for k, v in params.items() if v and v != "any"}
         return rx.redirect("/dashboard/activity" + ("?" + urlencode(params) if params else ""))
@@ -80,26 +89,20 @@ class ActivityState(rx.State):
             self.items = (self._held + self.items)[:MAX_ITEMS]
             self._held, self.pending = [], 0
 
-    @staticmethod
-    def live_accepts(params: dict, msg: LiveMessage) -> bool:
-        if params.get("level") or params.get("service"):
-            return (
-                msg.kind == "log"
-                and (not params.get("level") or msg.row["level"] == params["level"])
-                and (not params.get("service") or msg.row["service"] == params["service"])
-            )
-        return True
+    @classmethod
+    def live_filter(cls, params: LiveParams) -> LiveFilter:
+        return activity_filter(params)
 
     async def _apply_live(self, msgs: list[LiveMessage]) -> None:
-        fresh = [activity_item(m.kind, m.row) for m in reversed(msgs)]
-        if self.paused:
-            self._held = (fresh + self._held)[:MAX_ITEMS]
-            self.pending = len(self._held)
-            return
-        self.items = (fresh + self.items)[:MAX_ITEMS]
+        """New lines on top (`merge_activity`); while paused they are held and counted."""
+        accepts = activity_filter({"level": self.level, "service": self.service})
+        merged = merge_activity(self.get_value("items"), self.get_value("_held"), msgs, accepts=accepts, paused=self.paused, max_items=MAX_ITEMS)
+        if merged.items is not None:
+            self.items = merged.items
+        if merged.held is not None:
+            self._held = merged.held
+            self.pending = len(merged.held)
 
 
 def _cursor(last_id: int) -> str:
-    from opsloop.backend.paging import encode_cursor
-
     return encode_cursor([last_id])

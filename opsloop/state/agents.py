@@ -6,17 +6,19 @@ from datetime import UTC, datetime
 
 import reflex as rx
 
-from opsloop.backend.runtime import get_runtime
+from opsloop.backend.live.bus import LiveMessage
+from opsloop.state.access import runtime
 from opsloop.state.display import stamp
 from opsloop.state.live import watch
+from opsloop.state.live_view import LiveFilter, LiveParams, LiveView, no_messages
 
 
-class AgentsState(rx.State):
+class AgentsState(LiveView, rx.State):
     rows: list[dict[str, str]] = []
     loading: bool = False
 
     async def _refresh(self) -> None:
-        rows = await get_runtime().registry.list_rows()
+        rows = await runtime().registry.list_rows()
         now = datetime.now(UTC)
         self.rows = [
             {
@@ -39,12 +41,12 @@ class AgentsState(rx.State):
         self.loading = False
         watch(self)
 
-    async def _apply_live(self, msgs: list) -> None:
+    async def _apply_live(self, msgs: list[LiveMessage]) -> None:
         return None
 
-    @staticmethod
-    def live_accepts(params: dict, msg: object) -> bool:
-        return False
+    @classmethod
+    def live_filter(cls, params: LiveParams) -> LiveFilter:
+        return no_messages  # refreshed by ticks only
 
     async def _live_tick(self) -> None:
         await self._refresh()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import reflex as rx
 
 from opsloop.backend.config_matrix import collect_reports
-from opsloop.backend.runtime import get_runtime
+from opsloop.state.access import runtime
 
 
 def matrix(reports: list[dict]) -> tuple[list[str], list[list[str]], list[list[str]]]:
@@ -44,7 +44,7 @@ class ConfigState(rx.State):
         self.error = ""
         yield
         try:
-            reports = await collect_reports(get_runtime())
+            reports = await collect_reports(runtime())
         except Exception as exc:
             self.error = f"Could not collect the configuration reports: {type(exc).__name__}"
             reports = []

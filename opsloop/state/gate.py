@@ -13,29 +13,31 @@ from __future__ import annotations
 import functools
 import logging
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import quote
 
 import reflex as rx
+from reflex.event import Event
 from reflex.middleware import Middleware
-from reflex.state import StateUpdate
-from reflex_base.event import Event
+from reflex.state import BaseState, OnLoadInternalState, State, StateUpdate, UpdateVarsInternalState
 
 from opsloop.backend.sessions import store
-from opsloop.state import live
+from opsloop.state.access import dashboard
+from opsloop.state.live import forget as stop_pushes
+from opsloop.state.reflex_seams import before_connect, root_of, wire_name
 from opsloop.state.session import LoginState, SessionState
 
 PUBLIC_PATHS = ("/login",)
 log = logging.getLogger("opsloop.dashboard.gate")
 
-bound: dict[str, str] = {}  # client token -> session id, for the tokens this process serves (the sweeper's list)
+
+def bound() -> dict[str, str]:
+    """Client token -> session id, for the tokens this process serves (the sweeper's list)."""
+    return dashboard().sessions
 
 
 @functools.cache
 def always_allowed() -> frozenset[str]:
     """Wire names of the events an anonymous client may send."""
-    from reflex.state import OnLoadInternalState, State, UpdateVarsInternalState
-    from reflex_base.utils.format import format_event_handler
-
     handlers = [
         State.event_handlers["hydrate"],
         State.event_handlers["hydrate_and_load"],
@@ -45,16 +47,16 @@ def always_allowed() -> frozenset[str]:
         SessionState.event_handlers["check_login"],
         LoginState.event_handlers["load"],
     ]
-    return frozenset(format_event_handler(h) for h in handlers)
+    return frozenset(wire_name(h) for h in handlers)
 
 
 def forget(token: str) -> None:
     """No more live pushes to this token until one of its pages loads again (through the gate)."""
-    live._interests.pop(token, None)  # live.py has no public removal (yet)
-    bound.pop(token, None)
+    stop_pushes(token)
+    bound().pop(token, None)
 
 
-async def rebind(root: Any, token: str, session_id: str) -> None:
+async def rebind(root: BaseState, token: str, session_id: str) -> None:
     """Make `root` (a client's whole state) belong to `session_id` ("" for none): when it belonged
     to another session, reset it first, so nothing of that session's data is ever sent again."""
     owner = await root.get_state(SessionState)
@@ -64,12 +66,12 @@ async def rebind(root: Any, token: str, session_id: str) -> None:
             forget(token)
         owner._session = session_id
     if session_id:
-        bound[token] = session_id
+        bound()[token] = session_id
     else:
-        bound.pop(token, None)
+        bound().pop(token, None)
 
 
-async def reset_all(root: Any) -> None:
+async def reset_all(root: BaseState) -> None:
     """Every state of the client to its defaults, loading those not in memory first (a state
     manager on Redis loads substates on demand: an unloaded one would keep its data)."""
     pending = list(type(root).get_substates())
@@ -83,8 +85,8 @@ async def reset_all(root: Any) -> None:
 class SessionGate(Middleware):
     refused = 0
 
-    async def preprocess(self, app: Any, state: Any, event: Event) -> StateUpdate | None:
-        root = state._get_root_state()
+    async def preprocess(self, app: Any, state: BaseState, event: Event) -> StateUpdate | None:
+        root = root_of(state)
         session = await store().from_cookie_header(root.router.headers.cookie)
         await rebind(root, root.router.session.client_token, session.id if session else "")
         if session is not None or event.name in always_allowed():
@@ -99,18 +101,10 @@ class SessionGate(Middleware):
 def guard_connections(app: rx.App) -> None:
     """Check the session when a socket connects, before Reflex links its token: a reused token
     without its session's cookie gets a reset state and no pushes, even if it never sends an event."""
-    namespace = app.event_namespace
-    if namespace is None or getattr(namespace, "_opsloop_guarded", False):
-        return
-    connect = namespace.on_connect
 
-    async def on_connect(sid: str, environ: dict, auth: Any = None) -> Any:
-        token = (parse_qs(environ.get("QUERY_STRING", "")).get("token") or [""])[0]
-        if token:
-            session = await store().from_cookie_header(environ.get("HTTP_COOKIE"))
-            async with app.modify_state(rx.BaseStateToken(ident=token, cls=SessionState)) as root:
-                await rebind(root, token, session.id if session else "")
-        return await connect(sid, environ, auth)
+    async def check(token: str, environ: dict[str, Any]) -> None:
+        session = await store().from_cookie_header(environ.get("HTTP_COOKIE"))
+        async with app.modify_state(rx.BaseStateToken(ident=token, cls=SessionState)) as root:
+            await rebind(root, token, session.id if session else "")
 
-    namespace.on_connect = on_connect  # type: ignore[method-assign]
-    namespace._opsloop_guarded = True  # type: ignore[attr-defined]
+    before_connect(app, check)

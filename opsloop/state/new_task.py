@@ -12,8 +12,8 @@ import reflex as rx
 
 from opsloop.backend import jsonutil
 from opsloop.backend.errors import DomainError
-from opsloop.backend.runtime import get_runtime
 from opsloop.backend.tasks.submit import submit_task
+from opsloop.state.access import runtime
 
 MAX_PAYLOAD_CHARS = 64_000
 
@@ -51,7 +51,7 @@ class NewTaskState(rx.State):
 
     @rx.event
     async def load(self) -> None:
-        agents = await get_runtime().registry.agents()
+        agents = await runtime().registry.agents()
         self.types = sorted({t for a in agents if a.kind == "agent" for t in a.task_types})
         if self.task_type not in self.types:
             self.task_type = self.types[0] if self.types else ""
@@ -90,7 +90,7 @@ class NewTaskState(rx.State):
         self.submitting = True
         self.error = ""
         yield
-        rt = get_runtime()
+        rt = runtime()
         try:
             row, _ = await submit_task(
                 rt.pool,

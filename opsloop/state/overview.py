@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import reflex as rx
 
-from opsloop.backend.runtime import get_runtime
+from opsloop.backend.live.bus import LiveMessage
 from opsloop.backend.stats import WINDOWS, overview
+from opsloop.state.access import runtime
 from opsloop.state.live import watch
+from opsloop.state.live_view import LiveFilter, LiveParams, LiveView, no_messages
 
 
-class OverviewState(rx.State):
+class OverviewState(LiveView, rx.State):
     tasks: list[dict[str, float]] = []
     logs: list[dict[str, int]] = []
     totals: dict[str, int] = {}
@@ -17,7 +19,7 @@ class OverviewState(rx.State):
     loading: bool = False
 
     async def _refresh(self) -> None:
-        data = await overview(get_runtime().pool, self.window)
+        data = await overview(runtime().pool, self.window)
         self.tasks = data["tasks"]
         self.logs = data["logs"]
         self.totals = {k: int(v or 0) for k, v in data["totals"].items()}
@@ -37,11 +39,11 @@ class OverviewState(rx.State):
         value = window if isinstance(window, str) and window in WINDOWS else "1h"
         return rx.redirect(f"/?window={value}")
 
-    @staticmethod
-    def live_accepts(params: dict, msg: object) -> bool:
-        return False
+    @classmethod
+    def live_filter(cls, params: LiveParams) -> LiveFilter:
+        return no_messages  # refreshed by ticks only
 
-    async def _apply_live(self, msgs: list) -> None:
+    async def _apply_live(self, msgs: list[LiveMessage]) -> None:
         return None
 
     async def _live_tick(self) -> None:

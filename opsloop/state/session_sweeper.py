@@ -17,6 +17,7 @@ import reflex as rx
 
 from opsloop.backend.sessions import store
 from opsloop.state.gate import bound, forget, guard_connections, reset_all
+from opsloop.state.reflex_seams import connected_tokens, disconnect
 from opsloop.state.session import SessionState
 
 SWEEP_S = 1.0
@@ -30,21 +31,18 @@ async def end_client(app: rx.App, token: str) -> None:
         if owner._session:
             await reset_all(root)
             owner._session = ""
-    namespace = app.event_namespace
-    sid = namespace.token_to_sid.get(token) if namespace is not None else None
-    if sid is not None and app.sio is not None:
-        await app.sio.disconnect(sid, namespace=namespace.namespace)
+    await disconnect(app, token)
 
 
 async def sweep(app: rx.App) -> int:
     """One pass; returns how many clients were ended."""
-    namespace = app.event_namespace
-    connected = set(namespace.token_to_sid) if namespace is not None else set()
-    for token in [t for t in bound if t not in connected]:
-        bound.pop(token, None)  # gone: the gate binds it again if it comes back
-    if not bound:
+    connected = connected_tokens(app)
+    sessions = bound()
+    for token in [t for t in sessions if t not in connected]:
+        sessions.pop(token, None)  # gone: the gate binds it again if it comes back
+    if not sessions:
         return 0
-    snapshot = dict(bound)
+    snapshot = dict(sessions)
     live_ids = await store().live_ids(set(snapshot.values()))
     ended = [t for t, sid in snapshot.items() if sid not in live_ids]
     for token in ended:

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import reflex as rx
 
 from opsloop.backend.errors import DomainError
 from opsloop.backend.live.bus import LiveMessage
 from opsloop.backend.logs.repository import search_logs
-from opsloop.backend.runtime import get_runtime
 from opsloop.backend.tasks import repository as repo
+from opsloop.state.access import runtime
 from opsloop.state.display import event_row, log_row, pretty_block, task_row
 from opsloop.state.live import watch
+from opsloop.state.live_view import LiveFilter, LiveParams, LiveView, live_filter
+from opsloop.state.merge import merge_task_detail
 from opsloop.state.session import current_user
 
 MAX_LINES = 300
 
 
-class TaskDetailState(rx.State):
+class TaskDetailState(LiveView, rx.State):
     task: dict[str, str] = {}
     payload: str = ""
     result: str = ""
@@ -45,7 +48,7 @@ class TaskDetailState(rx.State):
         except ValueError:
             return None
 
-    def _show(self, row: dict) -> None:
+    def _show(self, row: dict[str, Any]) -> None:
         self.task = task_row(row)
         self.payload = pretty_block(row.get("payload"))
         self.result = pretty_block(row.get("result"))
@@ -57,7 +60,7 @@ class TaskDetailState(rx.State):
         self.error = ""
         self.notice = ""
         task_id = self._task_id()
-        rt = get_runtime()
+        rt = runtime()
         try:
             if task_id is None:
                 raise DomainError("Task not found")
@@ -76,32 +79,26 @@ class TaskDetailState(rx.State):
         self.loading = False
         watch(self, {"task_id": str(task_id)})
 
-    @staticmethod
-    def live_accepts(params: dict, msg: LiveMessage) -> bool:
-        key = "id" if msg.kind == "task" else "task_id"
-        return str(msg.row.get(key)) == params.get("task_id")
+    @classmethod
+    def live_filter(cls, params: LiveParams) -> LiveFilter:
+        """The task's own changes, its events and its log lines."""
+        return live_filter(task_id=params.get("task_id", ""))
 
     async def _apply_live(self, msgs: list[LiveMessage]) -> None:
-        seen_events = {e["id"] for e in self.events}
-        seen_logs = {entry["id"] for entry in self.logs}
-        events, logs = list(self.events), list(self.logs)
-        for msg in msgs:
-            if msg.kind == "task":
-                if int(msg.row["version"]) >= int(self.task.get("version") or 0):
-                    self._show(msg.row)
-            elif msg.kind == "event" and str(msg.row["id"]) not in seen_events:
-                events.append(event_row(msg.row))
-            elif msg.kind == "log" and str(msg.row["id"]) not in seen_logs:
-                logs.append(log_row(msg.row))
-        self.events = events[-MAX_LINES:]
-        self.logs = logs[-MAX_LINES:]
+        merged = merge_task_detail(int(self.task.get("version") or 0), self.get_value("events"), self.get_value("logs"), msgs, max_lines=MAX_LINES)
+        if merged.task is not None:
+            self._show(merged.task)
+        if merged.events is not None:
+            self.events = merged.events
+        if merged.logs is not None:
+            self.logs = merged.logs
 
     async def _act(self, action: str) -> None:
         task_id = self._task_id()
         if task_id is None:
             return
         actor = current_user(self) or "dashboard"
-        rt = get_runtime()
+        rt = runtime()
         try:
             if action == "cancel":
                 row = await repo.cancel_task(rt.pool, task_id, actor=actor)

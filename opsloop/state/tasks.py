@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -15,93 +13,58 @@ import reflex as rx
 from opsloop.backend.errors import DomainError
 from opsloop.backend.live.bus import LiveMessage
 from opsloop.backend.models import TASK_STATUSES
-from opsloop.backend.runtime import get_runtime
 from opsloop.backend.tasks import repository as repo
+from opsloop.state.access import CountsKey, dashboard, runtime
 from opsloop.state.display import task_table_row
-from opsloop.state.live import refresh_soon, watch
+from opsloop.state.live import watch
+from opsloop.state.live_view import LiveFilter, LiveParams, LiveView, live_filter
+from opsloop.state.merge import TaskPage, merge_task_page
 
 log = logging.getLogger("opsloop.dashboard.tasks")
 PAGE_SIZE = 25
 WINDOWS = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 FILTER_KEYS = ("status", "type", "corr", "trace", "window")
-COUNTS_TTL_S = 2.0
-_count_cache: dict[tuple, tuple[float, dict[str, int]]] = {}
-_count_locks: dict[tuple, asyncio.Lock] = {}
 
 
-def _fresh(hit: tuple[float, dict[str, int]] | None, newer_than: float | None = None) -> bool:
-    """A cached count is fresh for COUNTS_TTL_S after its query started (and, with `newer_than`,
-    only if the query started after that moment: it must include what changed then)."""
-    return hit is not None and time.monotonic() - hit[0] < COUNTS_TTL_S and (newer_than is None or hit[0] >= newer_than)
-
-
-async def cached_counts(params: dict[str, str], newer_than: float | None = None) -> dict[str, int]:
-    """Counts by status, shared by every tab with the same filters for COUNTS_TTL_S.
-
-    Single-flight: when twenty open dashboards ask at once, one query runs and the rest wait for
-    its answer (a count over a big table is the most expensive thing the tasks view does).
-    """
-    key = _counts_key(params)
-    hit = _count_cache.get(key)
-    if _fresh(hit, newer_than):
-        return hit[1]  # type: ignore[index]
-    async with _count_locks.setdefault(key, asyncio.Lock()):
-        hit = _count_cache.get(key)
-        if _fresh(hit, newer_than):
-            return hit[1]  # type: ignore[index]
-        filters = {k: v for k, v in query_filters(params).items() if k != "status"}
-        started = time.monotonic()
-        counts = await repo.count_by_status(get_runtime().pool, **filters)
-        if len(_count_cache) > 500:
-            _count_cache.clear()
-        _count_cache[key] = (started, counts)
-    return counts
-
-
-_count_refreshes: dict[tuple, asyncio.Task] = {}
-_counts_changed: set[tuple] = set()
-
-
-def live_counts(params: dict[str, str], changed: bool = True) -> dict[str, int] | None:
-    """Counts for a live push or tick, without waiting: the cached ones (None before the first query).
-
-    A push never waits for the count query (over many tasks it takes longer than the push itself,
-    and every open tab would wait for it). Instead one refresh per filter set runs when the cached
-    counts expire, and again as long as changes keep coming (each refresh only accepts a count
-    whose query started after the changes it follows); each refresh is then pushed to the open
-    tasks views with those filters. So the counts settle at most COUNTS_TTL_S after the last
-    change, and are queried at most once per COUNTS_TTL_S. `changed=False` (a tick) only asks for
-    a refresh when the cached counts have expired."""
-    key = _counts_key(params)
-    hit = _count_cache.get(key)
-    if changed or not _fresh(hit):
-        _counts_changed.add(key)
-        if key not in _count_refreshes:
-            _count_refreshes[key] = asyncio.create_task(_refresh_counts(key, params))
-    return hit[1] if hit else None
-
-
-async def _refresh_counts(key: tuple, params: dict[str, str]) -> None:
-    try:
-        while key in _counts_changed:
-            hit = _count_cache.get(key)
-            await asyncio.sleep(max(0.0, hit[0] + COUNTS_TTL_S - time.monotonic()) if hit else 0.0)
-            changes_until = time.monotonic()
-            _counts_changed.discard(key)
-            await cached_counts(params, newer_than=changes_until)
-            refresh_soon(TasksState, lambda watched: _counts_key(watched) == key)
-    except Exception as exc:  # the database is away: wait a while (no retry per push), then let the next change try
-        log.warning("refreshing the task counts failed: %r", exc)
-        await asyncio.sleep(COUNTS_TTL_S)
-    finally:
-        _count_refreshes.pop(key, None)
-
-
-def _counts_key(params: dict[str, str]) -> tuple:
+def counts_key(params: LiveParams) -> CountsKey:
+    """The counts by status depend on every filter but the status."""
     return tuple(sorted((k, v) for k, v in params.items() if v and k != "status"))
 
 
-def query_filters(params: dict[str, str]) -> dict[str, Any]:
+def _count_query(params: LiveParams) -> Callable[[], Awaitable[dict[str, int]]]:
+    async def count() -> dict[str, int]:
+        filters = {k: v for k, v in query_filters(params).items() if k != "status"}  # "since" as of the query
+        return await repo.count_by_status(runtime().pool, **filters)
+
+    return count
+
+
+async def cached_counts(params: LiveParams) -> dict[str, int]:
+    """Counts by status, shared by every tab with the same filters for `COUNTS_TTL_S` (a count over
+    a big table is the most expensive thing the tasks view does)."""
+    return await dashboard().task_counts.get(counts_key(params), _count_query(params))
+
+
+def live_counts(params: LiveParams, changed: bool = True) -> dict[str, int] | None:
+    """Counts for a live push or tick, without waiting: the cached ones (None before the first
+    query); a refresh runs in the background and is pushed to the tasks views with these filters
+    when done (`SharedCache.peek`)."""
+    key = counts_key(params)
+    board = dashboard()
+
+    def push() -> None:
+        board.pusher.refresh_soon(TasksState, lambda watched: counts_key(watched) == key)
+
+    return board.task_counts.peek(key, _count_query(params), changed, push)
+
+
+def tasks_filter(params: LiveParams) -> LiveFilter:
+    """The tasks view's live filter: task changes matching its type, correlation and trace id
+    (the status is applied by the merge: a row that leaves the status leaves the page)."""
+    return live_filter(kinds=("task",), type=params.get("type", ""), correlation_id=params.get("corr", ""), trace_id=params.get("trace", ""))
+
+
+def query_filters(params: LiveParams) -> dict[str, Any]:
     window = WINDOWS.get(params.get("window", ""))
     return {
         "status": params.get("status") if params.get("status") in TASK_STATUSES else None,
@@ -120,7 +83,7 @@ class TaskRowsState(rx.State):
     rows: list[dict[str, str]] = []
 
 
-class TasksState(rx.State):
+class TasksState(LiveView, rx.State):
     counts: list[list[str]] = []
     status: str = ""
     type: str = ""
@@ -157,7 +120,7 @@ class TasksState(rx.State):
         self.error = ""
         filters = query_filters(self._params())
         try:
-            rows, self._next_cursor = await repo.list_tasks(get_runtime().pool, limit=PAGE_SIZE, cursor=self._cursors[self.page - 1], **filters)
+            rows, self._next_cursor = await repo.list_tasks(runtime().pool, limit=PAGE_SIZE, cursor=self._cursors[self.page - 1], **filters)
             counts = await cached_counts(self._params())
         except DomainError as exc:
             self.error = exc.message
@@ -202,62 +165,23 @@ class TasksState(rx.State):
             self.page -= 1
             await self._fetch()
 
-    @staticmethod
-    def live_accepts(params: dict[str, Any], msg: LiveMessage) -> bool:
-        if msg.kind != "task":
-            return False
-        row = msg.row
-        return (
-            (not params.get("type") or row["type"] == params["type"])
-            and (not params.get("corr") or row["correlation_id"] == params["corr"])
-            and (not params.get("trace") or row["trace_id"] == params["trace"])
-        )
+    @classmethod
+    def live_filter(cls, params: LiveParams) -> LiveFilter:
+        return tasks_filter(params)
 
     async def _apply_live(self, msgs: list[LiveMessage]) -> None:
-        """Update shown rows in place; on the first page, new matching tasks appear on top.
-
-        Runs once per open tab for every batch of changes, so it stays cheap: each message is
-        turned into a row once for all tabs (`_cached`), the rows are read without Reflex's change
-        tracking proxies, and a var is only assigned when its value changed (every assigned var
-        is sent to the tab)."""
+        """Merge the batch into the shown rows (`merge_task_page`). The rows are read without
+        Reflex's change tracking proxies, and a var is only assigned when its value changed."""
         params = self._params()
-        # Filtered again: the batch was chosen by the filters this tab had when it was gathered,
-        # and the tab may have loaded other filters since.
-        msgs = [m for m in msgs if self.live_accepts(params, m)]
         table = await self.get_state(TaskRowsState)
-        current: list[dict[str, str]] = table.get_value("rows")
-        rows = list(current)
-        index = {r["id"]: i for i, r in enumerate(rows)}
-        fresh: list[dict[str, str]] = []  # tasks new to this view, oldest first
-        fresh_index: dict[str, int] = {}
-        fresh_cursors: dict[str, str] = {}
-        for msg in msgs:
-            new = _cached(msg, "dashboard.task_table_row", task_table_row)
-            if (i := index.get(new["id"])) is not None:
-                if int(new["version"]) >= int(rows[i]["version"]):
-                    rows[i] = new
-                continue
-            if (i := fresh_index.get(new["id"])) is not None:
-                if int(new["version"]) < int(fresh[i]["version"]):
-                    continue
-                fresh[i] = new
-            elif self.page == 1 and (not self.status or new["status"] == self.status):
-                fresh_index[new["id"]] = len(fresh)
-                fresh.append(new)
-            else:
-                continue
-            fresh_cursors[new["id"]] = _cached(msg, "dashboard.task_cursor", repo.task_cursor)
-        rows = fresh[::-1] + rows
-        if self.status:
-            rows = [r for r in rows if r["status"] == self.status]
-        if len(rows) > PAGE_SIZE and not self.has_next:
-            self.has_next = True  # rows were pushed off this page: "Older" now leads to them
-        rows = rows[:PAGE_SIZE]
-        if rows != current:
-            table.rows = rows
-            if fresh:
-                placed = {**self._placed, **fresh_cursors}
-                self._placed = {r["id"]: placed[r["id"]] for r in rows if r["id"] in placed}
+        shown = TaskPage(table.get_value("rows"), self.get_value("_placed"), self.has_next)
+        merged = merge_task_page(shown, msgs, accepts=tasks_filter(params), page=self.page, status=self.status, page_size=PAGE_SIZE)
+        if merged.page.has_next != shown.has_next:
+            self.has_next = merged.page.has_next  # rows were pushed off this page: "Older" now leads to them
+        if merged.rows_changed:
+            table.rows = merged.page.rows
+        if merged.placed_changed:
+            self._placed = merged.page.placed
         self._show_counts(live_counts(params))
 
     async def _live_tick(self) -> None:
@@ -269,13 +193,6 @@ class TasksState(rx.State):
         """Assign the counts only when they changed (every assigned var is sent to the tab)."""
         if counts is not None and (items := _count_items(counts)) != self.get_value("counts"):
             self.counts = items
-
-
-def _cached(msg: LiveMessage, name: str, make: Callable[[dict[str, Any]], Any]) -> Any:
-    """`make(msg.row)`, computed once however many tabs show the message."""
-    if name not in msg.cache:
-        msg.cache[name] = make(msg.row)
-    return msg.cache[name]
 
 
 def _count_items(counts: dict[str, int]) -> list[list[str]]:
