@@ -24,6 +24,7 @@ from opsloop.pages.new_task import new_task_page
 from opsloop.pages.overview import overview_page
 from opsloop.pages.task_detail import task_detail_page
 from opsloop.pages.tasks import tasks_page
+from opsloop.plugins import installed as installed_plugins
 from opsloop.serving import FrontendOrigin
 from opsloop.state.activity import ActivityState
 from opsloop.state.agents import AgentsState
@@ -70,7 +71,6 @@ signed_in("/dashboard/tasks/[task_id]", task_detail_page, "Task", TaskDetailStat
 signed_in("/dashboard/new", new_task_page, "New task", NewTaskState.load)
 signed_in("/dashboard/agents", agents_page, "Agents", AgentsState.load)
 signed_in("/dashboard/config", config_page, "Configuration", ConfigState.load)
-from opsloop.pages.render import render_page  # noqa: E402
-from opsloop.state.render import RenderState  # noqa: E402
-
-signed_in("/dashboard/render", render_page, "Render", RenderState.load)
+for plugin in installed_plugins():
+    for page in plugin.pages():
+        signed_in(page.route, page.component, page.title, *page.on_load)

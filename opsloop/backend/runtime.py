@@ -1,4 +1,4 @@
-"""The process-wide runtime: pool, registry, live bus, dispatcher, log writer, scheduled jobs.
+"""The process-wide runtime: pool, registry, live bus, dispatcher, log writer, scheduled jobs, plugins.
 
 Both ways of running the app start it: the Reflex app (as a lifespan task) and the headless API
 (`opsloop serve`, FastAPI lifespan). Dashboard states and API routes reach the domain through
@@ -27,6 +27,8 @@ from opsloop.backend.live.bus import LiveBus
 from opsloop.backend.logs import repository as logs_repo
 from opsloop.backend.logs.writer import LogWriter
 from opsloop.backend.tasks.dispatcher import Dispatcher
+from opsloop.plugin import P, PluginRuntime
+from opsloop.plugins import installed as installed_plugins
 
 log = logging.getLogger("opsloop.runtime")
 APP_SERVICE = "opsloop"
@@ -56,7 +58,7 @@ class Runtime:
             on_failure=self._log_failure,
         )
         self.scheduler = AsyncIOScheduler(timezone=UTC)
-        self.render: Any = None  # RenderRuntime when RENDER_API_TOKEN is set (opsloop.backend.render.service)
+        self._plugins: dict[type[PluginRuntime], PluginRuntime] = {}  # what each configured plugin runs here
         self._tasks: list[asyncio.Task[Any]] = []
         self.started = False
 
@@ -82,13 +84,38 @@ class Runtime:
         if self.dispatch_enabled:
             self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
         self.scheduler.add_job(self.retention, "interval", hours=1, id="retention", next_run_time=datetime.now(UTC) + timedelta(minutes=1))
-        from opsloop.backend.render.service import start_render  # the Render agent and monitor, when a token is set
-
-        self.render = await start_render(self)
+        for plugin in installed_plugins():  # e.g. Render's agent and monitor, when a token is set
+            started = await plugin.start(self)
+            if started is not None:
+                await self._install(started)
         self.scheduler.start()
         self.started = True
         tune_gc()  # everything built so far lives as long as the process
         self.writer.info("instance started", {"instance": self.instance_id, "dispatch": self.dispatch_enabled})
+
+    async def _install(self, started: PluginRuntime) -> None:
+        """Register a plugin's in-process agents (handler, registry row, heartbeat) and schedule its jobs."""
+        self._plugins[type(started)] = started
+        for agent in started.agents:
+            self.dispatcher.local_handlers[agent.slug] = agent.handle
+            limits = {t: lim.to_dict() for t, lim in agent.limits.items()}
+            meta = {"local": True, "limits": limits, **agent.meta}
+            await self.registry.register(slug=agent.slug, url=agent.url, task_types=list(agent.limits), endpoint=None, meta=meta, kind="agent")
+
+            async def heartbeat(slug: str = agent.slug) -> None:
+                with contextlib.suppress(Exception):
+                    await self.registry.heartbeat(slug)
+
+            beat = f"{agent.slug}-agent-heartbeat"
+            self.scheduler.add_job(heartbeat, "interval", seconds=agent.heartbeat_s, id=beat, max_instances=1, coalesce=True)
+        for job in started.jobs:
+            first = {} if job.first_after_s is None else {"next_run_time": datetime.now(UTC) + timedelta(seconds=job.first_after_s)}
+            self.scheduler.add_job(job.run, "interval", seconds=job.every_s, id=job.id, max_instances=1, coalesce=True, **first)
+
+    def plugin(self, kind: type[P]) -> P | None:
+        """The runtime object of a configured plugin, by its class (None when not configured here)."""
+        found = self._plugins.get(kind)
+        return found if isinstance(found, kind) else None
 
     def _on_notification(self, payload: str) -> None:
         if payload.startswith("t:"):
@@ -133,8 +160,10 @@ class Runtime:
             self.scheduler.shutdown(wait=False)
         if self.dispatch_enabled:
             await self.dispatcher.stop()
-        if self.render is not None:
-            await self.render.close()
+        for started in self._plugins.values():
+            with contextlib.suppress(Exception):
+                await started.close()
+        self._plugins.clear()
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

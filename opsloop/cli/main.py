@@ -93,9 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     smoke.add_argument("--url", help=url_help)
     smoke.set_defaults(func=_smoke)
 
-    from opsloop.cli import render as render_cli  # `opsloop render …` (argparse only: no configuration needed)
+    from opsloop.plugins import installed as installed_plugins
 
-    render_cli.add_parser(sub, url_help)
+    for plugin in installed_plugins():  # e.g. `opsloop render …` (argparse only: no configuration needed)
+        plugin.add_commands(sub, url_help)
 
     bench = sub.add_parser("bench", help="run every benchmark under bench/; writes bench/results/latest.json and .md")
     bench.add_argument("--only", help="comma-separated subset: tasks,logs,live,dashboard")
@@ -113,12 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.print_help()
         raise SystemExit(2)
     try:
-        if getattr(args, "command", None) == "render":
-            from opsloop.cli.render import run as run_render
-
-            code = run_render(func, args)
-        else:
-            code = func(args)
+        code = func(args)
     except KeyboardInterrupt:
         code = 130
     except Exception as exc:  # one clear line, not a traceback

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import re
 import sys
@@ -54,7 +55,7 @@ def add_parser(sub: Any, url_help: str) -> None:
         p = group.add_parser(name, help=help, description=help)
         if url:
             p.add_argument("--url", help=url_help)
-        p.set_defaults(func=func)
+        p.set_defaults(func=functools.partial(run, func))  # each failure: one line and its exit code
         return p
 
     fake = command("fake", "run the local fake of Render's API (for development and tests)", _fake, url=False)

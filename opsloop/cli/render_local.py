@@ -52,12 +52,13 @@ async def _run(path: str | None, secrets: dict[str, str], *, dry_run: bool, wait
         await asyncio.to_thread(db.upgrade_database, url)
         rt = Runtime(dispatch=True)
         await rt.start()
-        plan = await service.plan_blueprint(rt, path, secrets)
+        render = service.require(rt)
+        plan = await service.plan_blueprint(render, path, secrets)
         if dry_run:
             return {"dryRun": True, "plan": plan}, 200
         if confirm is not None and not await confirm(plan):
             return {"dryRun": True, "plan": plan, "notApplied": True}, 200
-        return {"dryRun": False, **await service.apply_blueprint(rt, path, source="cli", secrets=secrets, wait=wait)}, 200
+        return {"dryRun": False, **await service.apply_blueprint(render, path, source="cli", secrets=secrets, wait=wait)}, 200
     except service.RenderFailure as exc:
         return exc.body(), exc.status
     finally:

@@ -18,6 +18,7 @@ import reflex as rx
 from opsloop.backend.live.bus import LiveMessage
 from opsloop.backend.render import service as render
 from opsloop.backend.render.agent import TASK_TYPES
+from opsloop.backend.render.service import RenderRuntime
 from opsloop.backend.runtime import get_runtime
 from opsloop.state.display import stamp, task_row
 from opsloop.state.live import watch
@@ -26,6 +27,11 @@ PAGE_SIZE = 20
 TYPES = ("static_site", "web_service", "private_service", "background_worker", "cron_job")
 MAX_ENV_TEXT = 20_000
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,255}$")
+
+
+def _render() -> RenderRuntime:
+    """This process's Render runtime (a RenderFailure 503 when Render is not configured)."""
+    return render.require(get_runtime())
 
 
 def parse_env_text(text: str) -> tuple[dict[str, str], str]:
@@ -152,15 +158,16 @@ class RenderState(rx.State):
     @rx.event
     async def load(self) -> None:
         rt = get_runtime()
-        self.configured = getattr(rt, "render", None) is not None
+        rr = rt.plugin(RenderRuntime)
+        self.configured = rr is not None
         self.error = self.notice = ""
         self.busy = ""
         self.page = 1
         wanted = self.router.url.query_parameters.get("type", "")
         self.type_filter = wanted if wanted in TYPES else ""
-        if not self.configured:
+        if rr is None:
             return
-        self.api = rt.render.base_url
+        self.api = rr.base_url
         refs = rt.settings.monitored_services
         self.monitor = (
             f"watching {', '.join(refs)} every {rt.settings.RENDER_MONITOR_INTERVAL_MS / 1000:g}s"
@@ -174,9 +181,9 @@ class RenderState(rx.State):
         watch(self, {})
 
     async def _refresh(self, max_age: float = 15.0) -> None:
-        rt = get_runtime()
+        rr = _render()
         try:
-            services = await render.services_snapshot(rt, max_age=max_age)
+            services = await render.services_snapshot(rr, max_age=max_age)
             if self.type_filter:
                 services = [s for s in services if s.get("type") == self.type_filter]
             services.sort(key=lambda s: str(s.get("name") or ""))
@@ -184,16 +191,16 @@ class RenderState(rx.State):
             if self.page > 1 and (self.page - 1) * PAGE_SIZE >= self.total:
                 self.page = 1
             shown = services[(self.page - 1) * PAGE_SIZE : self.page * PAGE_SIZE]
-            latest = await asyncio.gather(*(render.latest_deploy(rt, str(s["id"])) for s in shown))
+            latest = await asyncio.gather(*(render.latest_deploy(rr, str(s["id"])) for s in shown))
             self.rows = [service_row(s, d) for s, d in zip(shown, latest, strict=True)]
         except render.RenderFailure as exc:
             self.error = f"Render: {exc.message}"
         await self._refresh_records()
 
     async def _refresh_records(self) -> None:
-        rt = get_runtime()
-        self.fixes = [fix_row(r) for r in await render.recent_fixes(rt, 20)]
-        self.tasks = [task_row(t) for t in await render.recent_tasks(rt, 10)]
+        rr = _render()
+        self.fixes = [fix_row(r) for r in await render.recent_fixes(rr, 20)]
+        self.tasks = [task_row(t) for t in await render.recent_tasks(rr, 10)]
 
     def _known(self, service_id: Any) -> dict[str, str] | None:
         """The shown row of an id the browser sent (untrusted): None unless it is on this page."""
@@ -206,8 +213,7 @@ class RenderState(rx.State):
         if not self.configured:
             return
         self.error = ""
-        rt = get_runtime()
-        rt.render.forget()
+        _render().forget()
         await self._refresh(max_age=0)
 
     @rx.event
@@ -240,7 +246,7 @@ class RenderState(rx.State):
         self.error = self.notice = ""
         yield
         try:
-            out = await render.deploy(get_runtime(), row["id"], False, source="dashboard")
+            out = await render.deploy(_render(), row["id"], False, source="dashboard")
             deploy = out.get("deploy") or {}
             self.notice = f"Deploy {deploy.get('id', '')} of {row['name']} started ({deploy.get('status', 'queued')})."
         except render.RenderFailure as exc:
@@ -261,7 +267,7 @@ class RenderState(rx.State):
 
     async def _load_env(self) -> None:
         try:
-            env = await render.list_env(get_runtime(), self.env_service)
+            env = await render.list_env(_render(), self.env_service)
             self.env_current = [[k, env[k]] for k in sorted(env)][:200]
         except render.RenderFailure as exc:
             self.env_current = []
@@ -315,7 +321,7 @@ class RenderState(rx.State):
         self.error = self.notice = ""
         yield
         try:
-            out = await render.set_env(get_runtime(), self.env_service, env, self.env_clear, source="dashboard")
+            out = await render.set_env(_render(), self.env_service, env, self.env_clear, source="dashboard")
             verb = "replaced by" if self.env_clear else "merged with"
             deployed = f"; deploy {out['deploy'].get('id')} started" if out.get("deploy") else ""
             self.notice = f"Env of {self.env_name} {verb} {len(env)} variable(s); {len(out['env'])} in all{deployed}."
@@ -337,7 +343,7 @@ class RenderState(rx.State):
         self.applied = []
         yield
         try:
-            plan = await render.plan_blueprint(get_runtime())
+            plan = await render.plan_blueprint(_render())
             self.plan = plan_rows(plan)
             missing = [f"{m}: sync: false value missing; apply it with `opsloop render apply --env-file F`" for m in plan.get("missing", [])]
             self.plan_notes = [*plan.get("skipped", []), *plan.get("warnings", []), *missing, *plan.get("blocked", [])]
@@ -355,7 +361,7 @@ class RenderState(rx.State):
         self.error = self.notice = ""
         yield
         try:
-            out = await render.apply_blueprint(get_runtime(), source="dashboard")
+            out = await render.apply_blueprint(_render(), source="dashboard")
             self._show_applied(out)
             self.notice = "render.yaml applied." if out.get("ok") else "Apply stopped at a failure."
         except render.RenderFailure as exc:

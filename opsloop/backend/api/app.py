@@ -26,11 +26,12 @@ from opsloop.backend.api.body_limit import counting, declared_too_large, too_lar
 from opsloop.backend.api.csrf import CrossSiteGuard
 from opsloop.backend.api.deps import JSON, caller, error
 from opsloop.backend.api.hot_routes import HotRoutes
-from opsloop.backend.api.routes import agents, health, logs, render, session, stream, tasks
+from opsloop.backend.api.routes import agents, health, logs, session, stream, tasks
 from opsloop.backend.api.security_headers import SecurityHeaders
 from opsloop.backend.config import get_settings
 from opsloop.backend.errors import DomainError
 from opsloop.backend.runtime import get_runtime
+from opsloop.plugins import installed as installed_plugins
 
 log = logging.getLogger("opsloop.api")
 
@@ -101,7 +102,8 @@ def create_api(*, manage_runtime: bool = False) -> FastAPI:
 
     for router in (health.public, session.router):
         api.include_router(router, responses=openapi.COMMON_RESPONSES)
-    for router in (docs, health.router, tasks.router, logs.router, agents.router, render.router):
+    plugin_routers = [router for plugin in installed_plugins() for router in plugin.routers()]
+    for router in (docs, health.router, tasks.router, logs.router, agents.router, *plugin_routers):
         api.include_router(router, responses={**openapi.COMMON_RESPONSES, **openapi.AUTH_RESPONSES})
     api.router.routes.insert(0, Route("/log", logs.IngestASGI(), methods=["POST"], name="log_ingest_fast", include_in_schema=False))
     api.router.routes.insert(0, Route("/task", tasks.CreateASGI(), methods=["POST"], name="task_create_fast", include_in_schema=False))

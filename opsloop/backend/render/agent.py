@@ -43,28 +43,17 @@ from psycopg_pool import AsyncConnectionPool
 
 from opsloop.backend.config import Settings, get_settings
 from opsloop.backend.logs.writer import LogWriter
-from opsloop.backend.tasks import repository as repo
 from opsloop.backend.tasks.dispatcher import PermanentFailure
 
+from . import tasks
 from .blueprint import MASK, BlueprintError, load_blueprint
 from .blueprint_apply import ApplyResult, StepResult, apply
 from .blueprint_plan import plan_against
 from .blueprint_wait import wait_and_check
 from .client import RenderAPIError, RenderClient, change_env
 from .openapi_check import project_root
+from .task_types import ACTOR, LIMITS, LOCAL_URL, SLUG, TASK_TYPES  # noqa: F401 (the agent's contract, named here too)
 
-SLUG = "render"
-LOCAL_URL = "local://render"
-ACTOR = "render"
-TASK_TYPES = ("render.deploy", "render.env", "render.create", "render.apply", "render.autofix")
-# Per type: attempts (writes that create something get one), time allowed, backoff base.
-LIMITS: dict[str, dict[str, int]] = {
-    "render.deploy": {"maxAttempts": 1, "timeoutMs": 120_000, "backoffMs": 2_000},
-    "render.env": {"maxAttempts": 3, "timeoutMs": 120_000, "backoffMs": 2_000},
-    "render.create": {"maxAttempts": 1, "timeoutMs": 120_000, "backoffMs": 2_000},
-    "render.apply": {"maxAttempts": 1, "timeoutMs": 3_600_000, "backoffMs": 2_000},
-    "render.autofix": {"maxAttempts": 1, "timeoutMs": 3_600_000, "backoffMs": 2_000},
-}
 FAILED_STATUSES = frozenset({"build_failed", "update_failed", "pre_deploy_failed"})
 IN_PROGRESS_STATUSES = frozenset({"created", "queued", "build_in_progress", "update_in_progress", "pre_deploy_in_progress"})
 SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|PRIVATE|CREDENTIAL|DSN|DATABASE_URL|(^|_)KEY($|_)", re.IGNORECASE)
@@ -184,7 +173,7 @@ class RenderAgent:
         ids = {"task_id": task["id"], "trace_id": task["trace_id"], "correlation_id": task["correlation_id"]}
 
         async def emit(kind: str, data: Any) -> None:
-            await repo.add_event(self.pool, task_id=task["id"], actor=ACTOR, kind=kind, data=data, correlation_id=None, trace_id=None)
+            await tasks.add_event(self.pool, task["id"], ACTOR, kind, data)
 
         if handler is None:
             raise PermanentFailure(f"the render agent does not handle {task['type']}")

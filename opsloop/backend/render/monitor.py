@@ -27,20 +27,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from psycopg import AsyncConnection
 
 from opsloop.backend.config import get_settings
-from opsloop.backend.tasks import repository as repo
+from opsloop.plugin import Host
 
-from . import fixes
-from .client import RenderAPIError
-
-if TYPE_CHECKING:
-    from opsloop.backend.runtime import Runtime
-
-    from .service import RenderRuntime
+from . import fixes, tasks
+from .client import RenderAPIError, RenderClient
 
 log = logging.getLogger("opsloop.render.monitor")
 ACTOR = "render-monitor"
@@ -119,10 +114,9 @@ def patch_of(changes: Sequence[Change]) -> dict[str, Any]:
 
 
 class RenderMonitor:
-    def __init__(self, rt: Runtime, render: RenderRuntime, *, max_fixes: int | None = None, window_s: float | None = None) -> None:
+    def __init__(self, rt: Host, client: RenderClient, *, max_fixes: int | None = None, window_s: float | None = None) -> None:
         self.rt = rt
-        self.render = render
-        self.client = render.client
+        self.client = client
         self.settings = rt.settings
         self.refs = list(rt.settings.monitored_services)
         self.max_fixes = max_fixes if max_fixes is not None else get_settings().OPSLOOP_RENDER_FIX_MAX
@@ -244,8 +238,6 @@ class RenderMonitor:
     async def _apply(
         self, conn: AsyncConnection, service: dict[str, Any], deploy_id: str, problems: list[str], changes: list[Change], skipped: list[str]
     ) -> str:
-        from .service import create_task
-
         sid, name = str(service["id"]), str(service.get("name") or service["id"])
         patch = patch_of(changes)
         payload = {
@@ -257,8 +249,13 @@ class RenderMonitor:
             "skipped": skipped,
             "patch": patch,
         }
-        task = await create_task(
-            self.rt, "render.autofix", payload, source="monitor", correlation_id=f"render:{sid}", idempotency_key=f"render.autofix:{sid}:{deploy_id}"
+        task = await tasks.create(
+            self.rt.pool,
+            "render.autofix",
+            payload,
+            source="monitor",
+            correlation_id=f"render:{sid}",
+            idempotency_key=f"render.autofix:{sid}:{deploy_id}",
         )
         fix = {"serviceName": name, "problems": problems, "changes": payload["changes"], "patch": patch, "skipped": skipped}
         await fixes.insert(conn, sid, deploy_id, ",".join(problems), fix, "pending", task["id"])
@@ -282,8 +279,8 @@ class RenderMonitor:
         if task_id is None:
             await fixes.settle(conn, fix["id"], "error", {"reason": "no autofix task was recorded"})
             return "settled"
-        task, events = await repo.get_task(self.rt.pool, task_id)
-        if task["status"] in ("queued", "running", "waiting"):
+        task, events = await tasks.get(self.rt.pool, task_id)
+        if task["status"] in tasks.ACTIVE:
             return "fixing"
         said = next((e["data"] for e in reversed(events) if e["kind"] == "render.autofix.outcome" and isinstance(e.get("data"), dict)), None)
         ids = {"task_id": task_id, "trace_id": task["trace_id"], "correlation_id": task["correlation_id"]}

@@ -6,9 +6,9 @@ another instance runs the task) and returns the task's output, or raises :class:
 carrying the HTTP status the caller should see and Render's own message. Reads (services,
 deploys, plans) go to Render directly: they change nothing.
 
-:func:`start_render` wires it all into a :class:`~opsloop.backend.runtime.Runtime` when
-RENDER_API_TOKEN is set: the client, the agent (``local_handlers["render"]`` and its registry
-row), its heartbeat, and the monitor job.
+:func:`start_render` builds the plugin's :class:`RenderRuntime` when RENDER_API_TOKEN is set:
+the client, the agent and the monitor; the composition root registers the agent (its handler,
+registry row and heartbeat) and schedules the monitor job from it.
 """
 
 from __future__ import annotations
@@ -17,15 +17,14 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from opsloop.backend.errors import DomainError
-from opsloop.backend.jsonutil import has_nul
 from opsloop.backend.sealing import seal
-from opsloop.backend.tasks import repository as repo
+from opsloop.plugin import AgentLimits, Host, LocalAgent, PluginRuntime, ScheduledJob
 
+from . import tasks
 from .agent import (
     IN_PROGRESS_STATUSES,
     LIMITS,
@@ -41,41 +40,18 @@ from .agent import (
 from .blueprint import BlueprintError, load_blueprint
 from .blueprint_plan import plan_against
 from .client import RenderAPIError, RenderClient
+from .errors import RenderFailure, http_status
+from .monitor import RenderMonitor
 from .openapi_check import project_root
 
 if TYPE_CHECKING:
     from opsloop.backend.live.bus import LiveMessage
     from opsloop.backend.runtime import Runtime
 
-    from .monitor import RenderMonitor
-
 NOT_CONFIGURED = "Render is not configured on this opsloop: set RENDER_API_TOKEN (and RENDER_API_BASE_URL for the local fake)"
-TERMINAL = frozenset({"done", "error", "cancelled"})
 DEFAULT_WAIT_S = 120.0
 HEARTBEAT_S = 10.0
-
-
-class RenderFailure(DomainError):
-    """A Render operation failed: ``status`` for the HTTP answer, ``extra`` fields beside ``error``."""
-
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.extra = {k: v for k, v in extra.items() if v is not None}
-
-    def body(self) -> dict[str, Any]:
-        return {"error": self.message, **self.extra}
-
-
-def http_status(render_status: int) -> int:
-    """The status opsloop answers for a Render answer: the caller's mistakes stay 4xx, the rest 502.
-
-    Render's 401/403 mean *opsloop's* token is refused: a gateway problem for our caller, not
-    theirs (a 401 here would read as "your opsloop credentials are wrong").
-    """
-    if render_status in (400, 404, 409, 422, 429):
-        return render_status
-    return 502
+T = TypeVar("T")
 
 
 def failure_from(exc: Exception) -> RenderFailure:
@@ -91,9 +67,14 @@ def failure_from(exc: Exception) -> RenderFailure:
 
 
 @dataclass
-class RenderRuntime:
-    """What a runtime holds for Render when a token is configured."""
+class RenderRuntime(PluginRuntime):
+    """What a process holds for Render when a token is configured: the plugin's runtime object.
 
+    Entry points (routes, dashboard, CLI, monitor) take it; the runtime registers its agent and
+    jobs (`agents`, `jobs`) and closes it.
+    """
+
+    host: Host
     client: RenderClient
     agent: RenderAgent
     monitor: RenderMonitor | None = None
@@ -101,18 +82,30 @@ class RenderRuntime:
     _cache: dict[str, tuple[float, Any]] = field(default_factory=dict)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
+    @property
+    def agents(self) -> Sequence[LocalAgent]:
+        limits = {t: AgentLimits(timeout_ms=v["timeoutMs"], max_attempts=v["maxAttempts"], backoff_ms=v["backoffMs"]) for t, v in LIMITS.items()}
+        return (LocalAgent(SLUG, LOCAL_URL, limits, self.agent.handle, {"renderApi": self.base_url}, heartbeat_s=HEARTBEAT_S),)
+
+    @property
+    def jobs(self) -> Sequence[ScheduledJob]:
+        if self.monitor is None:
+            return ()
+        every = max(0.1, self.host.settings.RENDER_MONITOR_INTERVAL_MS / 1000)
+        return (ScheduledJob("render-monitor", self.monitor.tick, every, first_after_s=0.5),)
+
     async def close(self) -> None:
         await self.client.aclose()
 
-    async def cached(self, key: str, max_age: float, load: Any) -> Any:
+    async def cached(self, key: str, max_age: float, load: Callable[[], Awaitable[T]]) -> T:
         """Single-flight TTL cache for dashboard reads (many open tabs, one Render call)."""
         hit = self._cache.get(key)
         if hit and time.monotonic() - hit[0] < max_age:
-            return hit[1]
+            return cast(T, hit[1])
         async with self._locks.setdefault(key, asyncio.Lock()):
             hit = self._cache.get(key)
             if hit and time.monotonic() - hit[0] < max_age:
-                return hit[1]
+                return cast(T, hit[1])
             value = await load()
             if len(self._cache) > 2000:
                 self._cache.clear()
@@ -124,40 +117,18 @@ class RenderRuntime:
             self._cache.pop(key, None)
 
 
-async def start_render(rt: Runtime) -> RenderRuntime | None:
-    """Register the Render agent (and schedule the monitor) when RENDER_API_TOKEN is set."""
-    settings = rt.settings
+async def start_render(host: Host) -> RenderRuntime | None:
+    """The Render plugin's runtime (agent, and the monitor when services are watched), or None
+    without RENDER_API_TOKEN. The composition root registers the agent and schedules the jobs."""
+    settings = host.settings
     if not settings.RENDER_API_TOKEN:
         return None
     client = RenderClient(settings.RENDER_API_BASE_URL, settings.RENDER_API_TOKEN)
-    agent = RenderAgent(rt.pool, client, settings, rt.writer)
-    render = RenderRuntime(client=client, agent=agent, base_url=settings.RENDER_API_BASE_URL)
-    rt.local_handlers[SLUG] = agent.handle
-    # Dispatcher(local_handlers=...) keeps `handlers or {}`: an empty dict given at construction is
-    # replaced by a new one, so register with the dispatcher's own mapping too.
-    rt.dispatcher.local_handlers[SLUG] = agent.handle
-    meta = {"local": True, "limits": LIMITS, "renderApi": settings.RENDER_API_BASE_URL}
-    await rt.registry.register(slug=SLUG, url=LOCAL_URL, task_types=list(TASK_TYPES), endpoint=None, meta=meta, kind="agent")
-
-    async def heartbeat() -> None:
-        with contextlib.suppress(Exception):
-            await rt.registry.heartbeat(SLUG)
-
-    rt.scheduler.add_job(heartbeat, "interval", seconds=HEARTBEAT_S, id="render-agent-heartbeat", max_instances=1, coalesce=True)
+    agent = RenderAgent(host.pool, client, settings, host.writer)
+    render = RenderRuntime(host=host, client=client, agent=agent, base_url=settings.RENDER_API_BASE_URL)
     if settings.monitored_services:
-        from .monitor import RenderMonitor
-
-        render.monitor = RenderMonitor(rt, render)
-        rt.scheduler.add_job(
-            render.monitor.tick,
-            "interval",
-            seconds=max(0.1, settings.RENDER_MONITOR_INTERVAL_MS / 1000),
-            id="render-monitor",
-            max_instances=1,
-            coalesce=True,
-            next_run_time=datetime.now(UTC) + timedelta(seconds=0.5),
-        )
-    rt.writer.info(
+        render.monitor = RenderMonitor(host, client)
+    host.writer.info(
         "render agent ready",
         {"api": settings.RENDER_API_BASE_URL, "monitor": settings.monitored_services, "intervalMs": settings.RENDER_MONITOR_INTERVAL_MS},
     )
@@ -165,7 +136,8 @@ async def start_render(rt: Runtime) -> RenderRuntime | None:
 
 
 def require(rt: Runtime) -> RenderRuntime:
-    render = getattr(rt, "render", None)
+    """The process's Render runtime, or a 503 saying how to configure it."""
+    render = rt.plugin(RenderRuntime)
     if render is None:
         raise RenderFailure(503, NOT_CONFIGURED)
     return render
@@ -175,7 +147,7 @@ def require(rt: Runtime) -> RenderRuntime:
 
 
 async def run_task(
-    rt: Runtime,
+    render: RenderRuntime,
     task_type: str,
     payload: dict[str, Any],
     *,
@@ -185,13 +157,13 @@ async def run_task(
     wait_s: float = DEFAULT_WAIT_S,
 ) -> Any:
     """Create a ``render.*`` task, wait for it, return its output (or raise RenderFailure)."""
-    task = await create_task(rt, task_type, payload, source=source, correlation_id=correlation_id, idempotency_key=idempotency_key)
-    row = await wait_task(rt, task["id"], wait_s)
-    return await outcome(rt, row)
+    task = await create_task(render, task_type, payload, source=source, correlation_id=correlation_id, idempotency_key=idempotency_key)
+    row = await wait_task(render, task["id"], wait_s)
+    return await outcome(render, row)
 
 
 async def create_task(
-    rt: Runtime,
+    render: RenderRuntime,
     task_type: str,
     payload: dict[str, Any],
     *,
@@ -199,37 +171,21 @@ async def create_task(
     correlation_id: str | None = None,
     idempotency_key: str | None = None,
 ) -> dict[str, Any]:
-    require(rt)
-    if task_type not in TASK_TYPES:
-        raise ValueError(f"not a Render task type: {task_type}")
-    if has_nul(payload):  # PostgreSQL stores no NUL (text or jsonb): a 400, not a 500
-        raise RenderFailure(400, "the request cannot contain the NUL character (\\u0000)")
-    task, _ = await repo.create_task(
-        rt.pool,
-        type=task_type,
-        source=source,
-        payload=payload,
-        correlation_id=correlation_id,
-        trace_id=repo.new_trace_id(),
-        agent_slug=SLUG,
-        idempotency_key=idempotency_key,
-        max_attempts=LIMITS[task_type]["maxAttempts"],
-    )
-    return task
+    return await tasks.create(render.host.pool, task_type, payload, source=source, correlation_id=correlation_id, idempotency_key=idempotency_key)
 
 
-async def wait_task(rt: Runtime, task_id: uuid.UUID, wait_s: float = DEFAULT_WAIT_S, poll_s: float = 1.0) -> dict[str, Any]:
+async def wait_task(render: RenderRuntime, task_id: uuid.UUID, wait_s: float = DEFAULT_WAIT_S, poll_s: float = 1.0) -> dict[str, Any]:
     """The task once it is done, failed or cancelled: woken by the live bus, polled as a fallback."""
 
     def mine(msg: LiveMessage) -> bool:
         return msg.kind == "task" and msg.row.get("id") == task_id
 
-    sub = rt.bus.subscribe(accepts=mine, maxsize=100)
+    sub = render.host.bus.subscribe(accepts=mine, maxsize=100)
     deadline = time.monotonic() + wait_s
     try:
         while True:
-            task, _ = await repo.get_task(rt.pool, task_id)
-            if task["status"] in TERMINAL:
+            task, _ = await tasks.get(render.host.pool, task_id)
+            if task["status"] in tasks.TERMINAL:
                 return task
             left = deadline - time.monotonic()
             if left <= 0:
@@ -239,10 +195,10 @@ async def wait_task(rt: Runtime, task_id: uuid.UUID, wait_s: float = DEFAULT_WAI
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(sub.get(), timeout=min(poll_s, left))
     finally:
-        rt.bus.unsubscribe(sub)
+        render.host.bus.unsubscribe(sub)
 
 
-async def outcome(rt: Runtime, task: dict[str, Any]) -> Any:
+async def outcome(render: RenderRuntime, task: dict[str, Any]) -> Any:
     """A finished task's output, or the RenderFailure its events describe."""
     task_id = str(task["id"])
     if task["status"] == "done":
@@ -250,7 +206,7 @@ async def outcome(rt: Runtime, task: dict[str, Any]) -> Any:
         return output
     if task["status"] == "cancelled":
         raise RenderFailure(409, f"task {task_id} was cancelled", taskId=task_id)
-    _, events = await repo.get_task(rt.pool, task["id"])
+    _, events = await tasks.get(render.host.pool, task["id"])
     errors = [e for e in events if e["kind"] == "render.error" and isinstance(e.get("data"), dict)]
     message = str((task.get("error") or {}).get("message") or "the Render task failed")
     extra: dict[str, Any] = {"taskId": task_id}
@@ -272,33 +228,34 @@ async def outcome(rt: Runtime, task: dict[str, Any]) -> Any:
 # ----- operations -----------------------------------------------------------------------------
 
 
-async def create_service(rt: Runtime, service: dict[str, Any], env: dict[str, str] | None, *, source: str) -> dict[str, Any]:
+async def create_service(render: RenderRuntime, service: dict[str, Any], env: dict[str, str] | None, *, source: str) -> dict[str, Any]:
     # env values travel sealed: the task row (and GET /task/{id}) shows only their keys
     given = service.get("envVars") if isinstance(service.get("envVars"), list) else []
     body = {k: v for k, v in service.items() if k != "envVars"}
     keys = sorted({*(env or {}), *(e.get("key") for e in given if isinstance(e, dict) and isinstance(e.get("key"), str))})
     payload = {"service": body, "sealedEnv": seal({"env": env or {}, "envVars": given}), "envKeys": keys}
-    out = await run_task(rt, "render.create", payload, source=source, correlation_id=_corr(service.get("name")))
-    require(rt).forget()
+    out = await run_task(render, "render.create", payload, source=source, correlation_id=_corr(service.get("name")))
+    render.forget()
     return out
 
 
-async def set_env(rt: Runtime, service_id: str, env: dict[str, str], clear: bool, *, source: str, deploy: bool = True) -> dict[str, Any]:
+async def set_env(render: RenderRuntime, service_id: str, env: dict[str, str], clear: bool, *, source: str, deploy: bool = True) -> dict[str, Any]:
     """Merge (or replace) a service's env; a change is deployed unless ``deploy`` is false."""
     payload = {"serviceId": service_id, "sealedEnv": seal(env), "envKeys": sorted(env), "clear": clear, "deploy": deploy}
-    return await run_task(rt, "render.env", payload, source=source, correlation_id=_corr(service_id))
+    return await run_task(render, "render.env", payload, source=source, correlation_id=_corr(service_id))
 
 
-async def deploy(rt: Runtime, service_id: str, clear_cache: bool, *, source: str) -> dict[str, Any]:
-    out = await run_task(rt, "render.deploy", {"serviceId": service_id, "clearCache": clear_cache}, source=source, correlation_id=_corr(service_id))
-    require(rt).forget(f"deploys:{service_id}")
+async def deploy(render: RenderRuntime, service_id: str, clear_cache: bool, *, source: str) -> dict[str, Any]:
+    out = await run_task(
+        render, "render.deploy", {"serviceId": service_id, "clearCache": clear_cache}, source=source, correlation_id=_corr(service_id)
+    )
+    render.forget(f"deploys:{service_id}")
     return out
 
 
-async def plan_blueprint(rt: Runtime, path: str | None = None, secrets: dict[str, str] | None = None) -> dict[str, Any]:
+async def plan_blueprint(render: RenderRuntime, path: str | None = None, secrets: dict[str, str] | None = None) -> dict[str, Any]:
     """The plan of render.yaml against the account (a read: no task). ``secrets``: the
     operator's ``sync: false`` values, only compared (the plan shows them masked)."""
-    render = require(rt)
     try:
         resolved = blueprint_path(path)
         repo_url, branch = blueprint_source()
@@ -314,7 +271,7 @@ async def plan_blueprint(rt: Runtime, path: str | None = None, secrets: dict[str
 
 
 async def apply_blueprint(
-    rt: Runtime, path: str | None = None, *, source: str, secrets: dict[str, str] | None = None, wait: bool = False
+    render: RenderRuntime, path: str | None = None, *, source: str, secrets: dict[str, str] | None = None, wait: bool = False
 ) -> dict[str, Any]:
     try:
         blueprint_path(path)  # refuse a bad path before queueing anything
@@ -325,31 +282,28 @@ async def apply_blueprint(
         payload |= {"sealedEnv": seal(secrets), "envKeys": sorted(secrets)}
     if wait:
         payload["wait"] = True
-    out = await run_task(rt, "render.apply", payload, source=source, correlation_id="render:blueprint", wait_s=3600)
-    require(rt).forget()
+    out = await run_task(render, "render.apply", payload, source=source, correlation_id="render:blueprint", wait_s=3600)
+    render.forget()
     return out
 
 
-async def list_services(rt: Runtime, type: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
-    render = require(rt)
+async def list_services(render: RenderRuntime, type: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
     try:
         return await render.client.list_services(type=_csv(type), name=_csv(name))
     except RenderAPIError as exc:
         raise failure_from(exc) from None
 
 
-async def list_deploys(rt: Runtime, service_id: str, limit: int = 20, cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
-    render = require(rt)
+async def list_deploys(render: RenderRuntime, service_id: str, limit: int = 20, cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
     try:
         return await render.client.list_deploys(service_id, limit=limit, cursor=cursor)
     except RenderAPIError as exc:
         raise failure_from(exc) from None
 
 
-async def list_env(rt: Runtime, service_id: str) -> dict[str, str]:
+async def list_env(render: RenderRuntime, service_id: str) -> dict[str, str]:
     from .agent import mask_env
 
-    render = require(rt)
     try:
         return mask_env({e["key"]: e["value"] for e in await render.client.list_env_vars(service_id)})
     except RenderAPIError as exc:
@@ -359,35 +313,33 @@ async def list_env(rt: Runtime, service_id: str) -> dict[str, str]:
 # ----- dashboard reads (cached: every open tab shares one Render call) ------------------------
 
 
-async def services_snapshot(rt: Runtime, max_age: float = 15.0) -> list[dict[str, Any]]:
-    render = require(rt)
-    return await render.cached("services", max_age, lambda: list_services(rt))
+async def services_snapshot(render: RenderRuntime, max_age: float = 15.0) -> list[dict[str, Any]]:
+    return await render.cached("services", max_age, lambda: list_services(render))
 
 
-async def latest_deploy(rt: Runtime, service_id: str, max_age: float = 8.0, busy_max_age: float = 2.0) -> dict[str, Any] | None:
+async def latest_deploy(render: RenderRuntime, service_id: str, max_age: float = 8.0, busy_max_age: float = 2.0) -> dict[str, Any] | None:
     """The latest deploy, cached; one still in progress is looked at again sooner."""
-    render = require(rt)
     hit = render._cache.get(f"deploys:{service_id}")
     if hit and isinstance(hit[1], dict) and hit[1].get("status") in IN_PROGRESS_STATUSES and time.monotonic() - hit[0] > busy_max_age:
         render.forget(f"deploys:{service_id}")
 
     async def load() -> dict[str, Any] | None:
-        deploys, _ = await list_deploys(rt, service_id, limit=1)
+        deploys, _ = await list_deploys(render, service_id, limit=1)
         return deploys[0] if deploys else None
 
     return await render.cached(f"deploys:{service_id}", max_age, load)
 
 
-async def recent_fixes(rt: Runtime, limit: int = 20) -> list[dict[str, Any]]:
+async def recent_fixes(render: RenderRuntime, limit: int = 20) -> list[dict[str, Any]]:
     from .fixes import recent
 
-    return await recent(rt.pool, limit)
+    return await recent(render.host.pool, limit)
 
 
-async def recent_tasks(rt: Runtime, limit: int = 10) -> list[dict[str, Any]]:
+async def recent_tasks(render: RenderRuntime, limit: int = 10) -> list[dict[str, Any]]:
     """The latest ``render.*`` tasks (one indexed scan per type, bounded)."""
     sql = "SELECT * FROM tasks WHERE type = ANY(%(types)s) ORDER BY updated_at DESC, id DESC LIMIT %(limit)s"
-    async with rt.pool.connection() as conn:
+    async with render.host.pool.connection() as conn:
         return await (await conn.execute(sql, {"types": list(TASK_TYPES), "limit": max(1, min(limit, 100))})).fetchall()
 
 

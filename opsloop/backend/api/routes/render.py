@@ -8,7 +8,7 @@ anything Render itself got wrong as 502 — never a 500.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
@@ -18,10 +18,19 @@ from opsloop.backend.api.schemas import BlueprintApply, RenderDeploy, RenderEnvP
 from opsloop.backend.errors import BadRequest
 from opsloop.backend.render import service as render
 from opsloop.backend.render.agent import PayloadError, env_of, service_id_of
+from opsloop.backend.render.service import RenderRuntime
 from opsloop.backend.runtime import Runtime
 
 router = APIRouter(prefix="/render", tags=["render"], dependencies=[Depends(caller)])
 SOURCES = {"cli", "api"}
+
+
+async def render_runtime(rt: Runtime = Depends(runtime)) -> RenderRuntime:
+    """This process's Render runtime; a 503 naming RENDER_API_TOKEN when Render is not configured."""
+    return render.require(rt)
+
+
+RenderDep = Annotated[RenderRuntime, Depends(render_runtime)]
 
 
 def _body_schema(model: type, required: bool = True) -> dict:
@@ -67,21 +76,20 @@ def _answer(exc: render.RenderFailure) -> JSON:
 
 
 @router.get("/services", summary="Render services (every page), optionally by type and name")
-async def list_services(request: Request, rt: Runtime = Depends(runtime)) -> JSON:
+async def list_services(request: Request, rr: RenderDep) -> JSON:
     try:
-        services = await render.list_services(rt, type=_filter(request, "type"), name=_filter(request, "name"))
+        services = await render.list_services(rr, type=_filter(request, "type"), name=_filter(request, "name"))
     except render.RenderFailure as exc:
         return _answer(exc)
     return JSON({"services": services})
 
 
 @router.post("/services", status_code=201, openapi_extra=_body_schema(RenderServiceCreate), summary="Create a Render service (a render.create task)")
-async def create_service(request: Request, rt: Runtime = Depends(runtime)) -> JSON:
-    render.require(rt)
+async def create_service(request: Request, rr: RenderDep) -> JSON:
     body = validate(RenderServiceCreate, await read_json(request))
     try:
         env = env_of(body.env or {})
-        out = await render.create_service(rt, body.service, env, source=_source(request))
+        out = await render.create_service(rr, body.service, env, source=_source(request))
     except PayloadError as exc:
         raise BadRequest(str(exc)) from None
     except render.RenderFailure as exc:
@@ -92,15 +100,14 @@ async def create_service(request: Request, rt: Runtime = Depends(runtime)) -> JS
 @router.patch(
     "/services/{service_id}/env", openapi_extra=_body_schema(RenderEnvPatch), summary="Merge env vars into a service, or replace them (clear)"
 )
-async def patch_env(service_id: str, request: Request, rt: Runtime = Depends(runtime)) -> JSON:
-    render.require(rt)
+async def patch_env(service_id: str, request: Request, rr: RenderDep) -> JSON:
     sid = _sid(service_id)
     body = validate(RenderEnvPatch, await read_json(request))
     try:
         env = env_of(body.env)
         if body.clear and not env:
             raise PayloadError("clear with an empty env would delete every variable; send at least one")
-        out = await render.set_env(rt, sid, env, body.clear, source=_source(request), deploy=body.deploy)
+        out = await render.set_env(rr, sid, env, body.clear, source=_source(request), deploy=body.deploy)
     except PayloadError as exc:
         raise BadRequest(str(exc)) from None
     except render.RenderFailure as exc:
@@ -114,25 +121,23 @@ async def patch_env(service_id: str, request: Request, rt: Runtime = Depends(run
     openapi_extra=_body_schema(RenderDeploy, required=False),
     summary="Deploy a service (a render.deploy task)",
 )
-async def deploy(service_id: str, request: Request, rt: Runtime = Depends(runtime)) -> JSON:
-    render.require(rt)
+async def deploy(service_id: str, request: Request, rr: RenderDep) -> JSON:
     sid = _sid(service_id)
     body = validate(RenderDeploy, await _optional_json(request))
     try:
-        out = await render.deploy(rt, sid, body.clearCache, source=_source(request))
+        out = await render.deploy(rr, sid, body.clearCache, source=_source(request))
     except render.RenderFailure as exc:
         return _answer(exc)
     return JSON({"deploy": out["deploy"]}, status_code=202)
 
 
 @router.get("/services/{service_id}/deploys", summary="A page of a service's deploys, newest first")
-async def list_deploys(service_id: str, request: Request, rt: Runtime = Depends(runtime)) -> JSON:
-    render.require(rt)
+async def list_deploys(service_id: str, request: Request, rr: RenderDep) -> JSON:
     sid = _sid(service_id)
     limit = parse_limit(request.query_params.get("limit"), 20, 100)
     cursor = _filter(request, "cursor")
     try:
-        deploys, next_cursor = await render.list_deploys(rt, sid, limit=limit, cursor=cursor)
+        deploys, next_cursor = await render.list_deploys(rr, sid, limit=limit, cursor=cursor)
     except render.RenderFailure as exc:
         return _answer(exc)
     return JSON({"deploys": deploys, "next_cursor": next_cursor})
@@ -143,8 +148,7 @@ async def list_deploys(service_id: str, request: Request, rt: Runtime = Depends(
     openapi_extra=_body_schema(BlueprintApply, required=False),
     summary="Plan (dryRun) or apply render.yaml (a render.apply task)",
 )
-async def blueprint_apply(request: Request, rt: Runtime = Depends(runtime)) -> JSON:
-    render.require(rt)
+async def blueprint_apply(request: Request, rr: RenderDep) -> JSON:
     body = validate(BlueprintApply, await _optional_json(request))
     try:
         secrets = env_of(body.env or {})
@@ -152,8 +156,8 @@ async def blueprint_apply(request: Request, rt: Runtime = Depends(runtime)) -> J
         raise BadRequest(str(exc)) from None
     try:
         if body.dryRun:
-            return JSON({"dryRun": True, "plan": await render.plan_blueprint(rt, body.path, secrets)})
-        out = await render.apply_blueprint(rt, body.path, source=_source(request), secrets=secrets, wait=body.wait)
+            return JSON({"dryRun": True, "plan": await render.plan_blueprint(rr, body.path, secrets)})
+        out = await render.apply_blueprint(rr, body.path, source=_source(request), secrets=secrets, wait=body.wait)
     except render.RenderFailure as exc:
         return _answer(exc)
     return JSON({"dryRun": False, **out})

@@ -1,0 +1,46 @@
+"""The Render plugin: what Render adds to opsloop, through `opsloop.plugin`'s hooks.
+
+Cheap to import (the CLI parses arguments with it, without configuration): every hook imports
+what it adds when it is called.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from opsloop.plugin import Host, NavItem, Page, PluginRuntime
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+
+class RenderPlugin:
+    """Render services, deploys, env and render.yaml as tasks; the build-failure monitor."""
+
+    name = "render"
+
+    async def start(self, host: Host) -> PluginRuntime | None:
+        from opsloop.backend.render.service import start_render
+
+        return await start_render(host)
+
+    def routers(self) -> Sequence[APIRouter]:
+        from opsloop.backend.api.routes.render import router
+
+        return (router,)
+
+    def pages(self) -> Sequence[Page]:
+        from opsloop.pages.render import render_page
+        from opsloop.state.render import RenderState
+
+        return (Page("/dashboard/render", render_page, "Render", (RenderState.load,), NavItem("Render", "cloud")),)
+
+    def add_commands(self, sub: argparse._SubParsersAction[argparse.ArgumentParser], url_help: str) -> None:
+        from opsloop.cli.render import add_parser
+
+        add_parser(sub, url_help)
+
+
+plugin = RenderPlugin()
