@@ -23,10 +23,13 @@ from opsloop.backend import db
 from opsloop.backend.agents.registry import Registry
 from opsloop.backend.config import Settings, get_settings
 from opsloop.backend.gc_tuning import tune_gc
+from opsloop.backend.live import codec
 from opsloop.backend.live.bus import LiveBus
 from opsloop.backend.logs import repository as logs_repo
 from opsloop.backend.logs.writer import LogWriter
 from opsloop.backend.tasks.dispatcher import Dispatcher
+from opsloop.backend.tasks.model import Task
+from opsloop.backend.tasks.store import TaskStore
 from opsloop.plugin import P, PluginRuntime
 from opsloop.plugins import installed as installed_plugins
 
@@ -43,11 +46,13 @@ class Runtime:
         pool_size = max(4, min(20, self.settings.DISPATCH_CONCURRENCY // 4 + 4))
         self.pool = db.make_pool(self.url, min_size=2, max_size=pool_size, name="opsloop-app")
         self.registry = Registry(self.pool)
-        self.bus = LiveBus(self.url, self.pool, report=lambda level, message, data: self.writer.log(level, message, data))
+        self.tasks = TaskStore(self.pool)  # every statement on tasks and task events; owns the create group commit
+        self.logs = logs_repo.LogStore(self.pool)  # log lines; owns the single-line group commit of POST /log
+        self.bus = LiveBus(self.url, report=lambda level, message, data: self.writer.log(level, message, data))
         self.writer = LogWriter(APP_SERVICE, self._write_logs)
         self.local_handlers: dict[str, Any] = {}
         self.dispatcher = Dispatcher(
-            self.pool,
+            self.tasks,
             self.registry,
             internal_key=self.settings.INTERNAL_KEY or "",
             instance_id=self.instance_id,
@@ -63,15 +68,15 @@ class Runtime:
         self.started = False
 
     async def _write_logs(self, batch: list[dict[str, Any]]) -> None:
-        await logs_repo.insert_logs(self.pool, batch, returning=False)
+        await self.logs.insert_many(batch, returning=False)
 
-    def _log_failure(self, task: dict[str, Any], message: str) -> None:
+    def _log_failure(self, task: Task, message: str) -> None:
         self.writer.warn(
-            f"attempt {task['attempts']} of {task['type']} failed: {message}",
-            {"attempt": task["attempts"], "agent": task["agent_slug"]},
-            task_id=task["id"],
-            trace_id=task["trace_id"],
-            correlation_id=task["correlation_id"],
+            f"attempt {task.attempts} of {task.type} failed: {message}",
+            {"attempt": task.attempts, "agent": task.agent_slug},
+            task_id=task.id,
+            trace_id=task.trace_id,
+            correlation_id=task.correlation_id,
         )
 
     async def start(self) -> None:
@@ -118,13 +123,15 @@ class Runtime:
         return found if isinstance(found, kind) else None
 
     def _on_notification(self, payload: str) -> None:
-        if payload.startswith("t:"):
+        if payload.startswith(codec.TASK + ":"):
             self.dispatcher.on_task_notification(payload)
-        elif payload.startswith("a:"):  # an agent (re-)registered, maybe at a new URL
+        elif payload.startswith(codec.AGENT + ":"):  # an agent (re-)registered, maybe at a new URL
             self.registry.invalidate()
 
-    async def notify_agent_cancel(self, task: dict[str, Any]) -> None:
+    async def notify_agent_cancel(self, task: Task | dict[str, Any]) -> None:
         """Best effort: tell the agent of a cancelled running task (its late answer is ignored anyway)."""
+        if isinstance(task, Task):
+            task = task.row()
         agent = await self.registry.get(task["agent_slug"]) if task.get("agent_slug") else None
         if agent is None or not agent.url or not agent.url.startswith("http"):
             return
@@ -147,7 +154,7 @@ class Runtime:
     async def retention(self) -> dict[str, int]:
         """Delete logs and task events older than LOG_RETENTION_DAYS, in small batches."""
         cutoff = datetime.now(UTC) - timedelta(days=self.settings.LOG_RETENTION_DAYS)
-        deleted = {t: await logs_repo.delete_older_than(self.pool, t, cutoff) for t in ("logs", "task_events")}
+        deleted = {"logs": await self.logs.delete_older_than(cutoff), "task_events": await self.tasks.delete_events_older_than(cutoff)}
         if any(deleted.values()):
             self.writer.info("retention deleted old rows", deleted)
         return deleted
@@ -168,6 +175,8 @@ class Runtime:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.writer.stop()
+        await self.tasks.close()
+        await self.logs.close()
         await self.pool.close(timeout=5)
 
 

@@ -6,20 +6,9 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-WINDOWS = {"1h": ("1 hour", "minute"), "24h": ("24 hours", "hour")}
+from opsloop.backend.tasks.store import TaskStore
 
-TASKS_BY_STATUS = """
-SELECT to_char(date_trunc(%(unit)s, finished_at), 'HH24:MI') AS bucket,
-       count(*) FILTER (WHERE status = 'done') AS done,
-       count(*) FILTER (WHERE status = 'error') AS error,
-       count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
-       coalesce(round((percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - created_at) * 1000)
-         FILTER (WHERE status = 'done'))::numeric, 1), 0) AS p95_ms
-FROM tasks
-WHERE finished_at >= now() - %(window)s::interval AND status IN ('done', 'error', 'cancelled')
-GROUP BY date_trunc(%(unit)s, finished_at)
-ORDER BY date_trunc(%(unit)s, finished_at)
-"""
+WINDOWS = {"1h": ("1 hour", "minute"), "24h": ("24 hours", "hour")}
 
 LOGS_BY_LEVEL = """
 SELECT to_char(date_trunc(%(unit)s, ts), 'HH24:MI') AS bucket,
@@ -33,26 +22,15 @@ GROUP BY date_trunc(%(unit)s, ts)
 ORDER BY date_trunc(%(unit)s, ts)
 """
 
-TOTALS = """
-SELECT count(*) FILTER (WHERE status = 'queued') AS queued,
-       count(*) FILTER (WHERE status = 'running') AS running,
-       count(*) FILTER (WHERE status = 'done' AND finished_at >= now() - %(window)s::interval) AS done,
-       count(*) FILTER (WHERE status = 'error' AND finished_at >= now() - %(window)s::interval) AS error
-FROM tasks
-WHERE status IN ('queued', 'running') OR finished_at >= now() - %(window)s::interval
-"""
 
-
-async def overview(pool: AsyncConnectionPool, window: str = "1h") -> dict[str, Any]:
+async def overview(pool: AsyncConnectionPool, window: str = "1h", tasks: TaskStore | None = None) -> dict[str, Any]:
     """Per-bucket task outcomes with p95 duration, log lines by level, and current totals."""
     interval, unit = WINDOWS.get(window, WINDOWS["1h"])
-    params = {"window": interval, "unit": unit}
+    buckets, totals = await (tasks or TaskStore(pool)).outcomes(interval, unit)
     async with pool.connection() as conn:
-        tasks = await (await conn.execute(TASKS_BY_STATUS, params)).fetchall()
-        logs = await (await conn.execute(LOGS_BY_LEVEL, params)).fetchall()
-        totals = await (await conn.execute(TOTALS, params)).fetchone()
+        logs = await (await conn.execute(LOGS_BY_LEVEL, {"window": interval, "unit": unit})).fetchall()
     return {
-        "tasks": [{k: (float(v) if k == "p95_ms" else v) for k, v in r.items()} for r in tasks],
+        "tasks": [{k: (float(v) if k == "p95_ms" else v) for k, v in r.items()} for r in buckets],
         "logs": logs,
-        "totals": totals or {},
+        "totals": totals,
     }

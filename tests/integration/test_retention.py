@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from opsloop.backend.db import make_pool
-from opsloop.backend.logs.repository import delete_older_than
+from opsloop.backend.retention import purge
 from tests.conftest import Stack
 from tests.support.processes import INTERNAL_KEY, PASSWORD, USER, wait_for
 from tests.support.tasks import create, query, unique
@@ -100,7 +100,7 @@ def test_deletes_in_batches_each_committed_on_its_own(stack: Stack) -> None:
         pool = make_pool(url, min_size=1, max_size=2, name="retention-test")
         await pool.open(wait=True)
         try:
-            return await delete_older_than(pool, "logs", datetime.now(UTC) - timedelta(days=35), batch=5000, on_batch=on_batch)
+            return await purge(pool, "logs", datetime.now(UTC) - timedelta(days=35), batch=5000, on_batch=on_batch)
         finally:
             await pool.close()
 
@@ -113,4 +113,4 @@ def test_deletes_in_batches_each_committed_on_its_own(stack: Stack) -> None:
 
 def test_only_logs_and_events_can_be_purged() -> None:
     with pytest.raises(ValueError):
-        asyncio.run(delete_older_than(None, "tasks", datetime.now(UTC)))  # type: ignore[arg-type]
+        asyncio.run(purge(None, "tasks", datetime.now(UTC)))  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import reflex as rx
 
@@ -19,8 +19,8 @@ from opsloop.state.pusher import LivePusher
 from opsloop.state.shared_cache import SharedCache
 
 
-class FakeView(LiveView):
-    """A view as the pusher sees it (a real one is also an rx.State; the pusher only uses the interface)."""
+class FakeView(LiveView, rx.State):
+    """A view as the pusher sees it; its tabs' states are the fake app's `Tab`s."""
 
     @classmethod
     def live_filter(cls, params: LiveParams) -> LiveFilter:
@@ -30,7 +30,7 @@ class FakeView(LiveView):
         raise AssertionError("reached through the fake app's states")
 
 
-class TickOnly(LiveView):
+class TickOnly(LiveView, rx.State):
     @classmethod
     def live_filter(cls, params: LiveParams) -> LiveFilter:
         return no_messages
@@ -74,31 +74,34 @@ class FakeApp:
         yield Root(self.tabs[token.ident])
 
 
+NO_BUS = cast(LiveBus, object())  # deliver and tick never touch the bus (only `run` subscribes)
+
+
 def line(i: int, level: str) -> LiveMessage:
     return LiveMessage("log", {"id": i, "service": "s", "level": level, "task_id": None, "trace_id": None})
 
 
 async def test_each_connected_tab_gets_only_what_its_filter_takes() -> None:
-    pusher = LivePusher(LiveBus("postgresql://unused", None))  # type: ignore[arg-type]  # the bus is not run here
+    pusher = LivePusher(NO_BUS)
     tabs = {"warn": Tab(), "all": Tab(), "away": Tab(), "ticks": Tab()}
-    app = FakeApp(tabs, connected={"warn", "all", "ticks"})
+    app = cast(rx.App, FakeApp(tabs, connected={"warn", "all", "ticks"}))
     pusher.watch("warn", FakeView, {"level": "warn"}, FakeView.live_filter({"level": "warn"}))
     pusher.watch("all", FakeView, {}, FakeView.live_filter({}))
     pusher.watch("away", FakeView, {}, FakeView.live_filter({}))
     pusher.watch("ticks", TickOnly, {}, no_messages)
-    await pusher.deliver(app, [line(1, "info"), line(2, "warn")])  # type: ignore[arg-type]  # a fake app
+    await pusher.deliver(app, [line(1, "info"), line(2, "warn")])
     assert tabs["warn"].applied == [[2]] and tabs["all"].applied == [[1, 2]]
     assert tabs["away"].applied == [] and tabs["ticks"].applied == []
-    await pusher.tick(app)  # type: ignore[arg-type]
+    await pusher.tick(app)
     assert tabs["ticks"].ticked == 1 and tabs["all"].ticked == 0  # only views with a tick are ticked
 
 
 async def test_a_tab_gone_for_good_is_forgotten(monkeypatch) -> None:
-    pusher = LivePusher(LiveBus("postgresql://unused", None))  # type: ignore[arg-type]
+    pusher = LivePusher(NO_BUS)
     tabs = {"away": Tab()}
     pusher.watch("away", FakeView, {}, FakeView.live_filter({}))
     monkeypatch.setattr(pusher_module, "GONE_AFTER_S", -1.0)
-    await pusher.deliver(FakeApp(tabs, connected=set()), [line(1, "info")])  # type: ignore[arg-type]
+    await pusher.deliver(cast(rx.App, FakeApp(tabs, connected=set())), [line(1, "info")])
     assert "away" not in pusher._interests
 
 

@@ -12,7 +12,7 @@ from opsloop.backend.live.bus import LiveBus, LiveMessage
 
 
 def bus() -> LiveBus:
-    return LiveBus("postgresql://unused", None)  # type: ignore[arg-type]
+    return LiveBus("postgresql://unused")
 
 
 def log(i: int, **row: Any) -> LiveMessage:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Request
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.responses import JSONResponse
 
@@ -14,6 +14,7 @@ from opsloop.backend.api.identity import identify
 from opsloop.backend.auth import Principal
 from opsloop.backend.errors import BadRequest
 from opsloop.backend.runtime import Runtime, get_runtime
+from opsloop.backend.tasks.store import TaskStore
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -27,10 +28,6 @@ class JSON(JSONResponse):
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSON:
     return JSON({"error": message}, status_code=status, headers=headers)
-
-
-class AuthError(HTTPException):
-    pass
 
 
 def unauthorized() -> HTTPException:
@@ -54,11 +51,26 @@ async def service_caller(request: Request) -> Principal:
     return p
 
 
+def process_runtime() -> Runtime:
+    """The process's runtime, started or not (the raw ASGI streams check `started` themselves)."""
+    return get_runtime()
+
+
 async def runtime() -> Runtime:
+    """The process's runtime, once started: the one place routes reach `get_runtime()`."""
     rt = get_runtime()
     if not rt.started:
         raise HTTPException(503, "opsloop is starting")
     return rt
+
+
+async def task_store(rt: Annotated[Runtime, Depends(runtime)]) -> TaskStore:
+    return rt.tasks
+
+
+RuntimeDep = Annotated[Runtime, Depends(runtime)]
+TaskStoreDep = Annotated[TaskStore, Depends(task_store)]
+Caller = Annotated[Principal, Depends(caller)]
 
 
 async def read_json(request: Request) -> Any:

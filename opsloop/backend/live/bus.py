@@ -28,9 +28,15 @@ from typing import Any, Literal
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+
+from opsloop.backend.live import codec
+from opsloop.backend.tasks.store import TaskStore
 
 CHANNEL = "opsloop_live"
+CATCH_UP_LIMIT = 100_000
+# The log table's two statements (task rows and events come from the task store).
+LOG_IDS_AFTER = "SELECT id FROM logs WHERE id > %s ORDER BY id LIMIT %s"
+LOGS_BY_IDS = "SELECT * FROM logs WHERE id = ANY(%s)"
 log = logging.getLogger("opsloop.live")
 
 Kind = Literal["task", "event", "log"]
@@ -138,7 +144,6 @@ class LiveBus:
     def __init__(
         self,
         url: str,
-        pool: AsyncConnectionPool,
         *,
         batch_window_s: float = 0.003,
         fetch_chunk: int = 500,
@@ -146,7 +151,6 @@ class LiveBus:
         report: Reporter | None = None,
     ) -> None:
         self.url = url
-        self.pool = pool  # kept for callers; the bus uses connections of its own
         self.batch_window_s = batch_window_s
         self.fetch_chunk = fetch_chunk
         self.idle_check_s = idle_check_s
@@ -236,10 +240,8 @@ class LiveBus:
         async with await psycopg.AsyncConnection.connect(self.url, autocommit=True, connect_timeout=5) as conn:
             await conn.execute(f"LISTEN {CHANNEL}")
             if self._hwm is None:
-                row = await (
-                    await conn.execute("SELECT (SELECT coalesce(max(id), 0) FROM logs), (SELECT coalesce(max(id), 0) FROM task_events)")
-                ).fetchone()
-                self._hwm = {"log": int(row[0]), "event": int(row[1])}
+                last_log, last_event = await TaskStore.live_position(conn)
+                self._hwm = {"log": last_log, "event": last_event}
             else:
                 await self._catch_up(conn)
             self._alive_at = await self._clock(conn)
@@ -269,10 +271,10 @@ class LiveBus:
                 cb(payload)
             except Exception:
                 log.exception("live notification callback failed")
-        prefix, _, ids = payload.partition(":")
-        items = ids.split(",")
-        if prefix in ("l", "e") and self._hwm is not None:
-            kind = "log" if prefix == "l" else "event"
+        note = codec.decode(payload)
+        prefix, items = note.prefix, note.items
+        if prefix in (codec.LOG, codec.EVENT) and self._hwm is not None:
+            kind = codec.KIND_OF_PREFIX[prefix]
             top = max(int(i) for i in items)
             if top > self._hwm[kind]:
                 self._hwm[kind] = top
@@ -285,20 +287,21 @@ class LiveBus:
         """After a reconnect: queue what was committed while we were not listening."""
         assert self._hwm is not None
         found = 0
-        for kind, table, prefix in (("event", "task_events", "e"), ("log", "logs", "l")):
-            rows = await (await conn.execute(f"SELECT id FROM {table} WHERE id > %s ORDER BY id LIMIT 100000", (self._hwm[kind],))).fetchall()
-            if rows:
-                self._hwm[kind] = max(self._hwm[kind], int(rows[-1][0]))
+        for kind, prefix in (("event", codec.EVENT), ("log", codec.LOG)):
+            if kind == "event":
+                ids = await TaskStore.event_ids_after(conn, self._hwm[kind], CATCH_UP_LIMIT)
+            else:
+                ids = [int(r[0]) for r in await (await conn.execute(LOG_IDS_AFTER, (self._hwm[kind], CATCH_UP_LIMIT))).fetchall()]
+            if ids:
+                self._hwm[kind] = max(self._hwm[kind], ids[-1])
                 if self._subs:
-                    self._pending.extend((prefix, str(r[0])) for r in rows)
-                found += len(rows)
+                    self._pending.extend((prefix, str(i)) for i in ids)
+                found += len(ids)
         if self._alive_at is not None and self._subs:
             since = self._alive_at - timedelta(seconds=10)  # margin: transactions in flight when we lost it
-            rows = await (
-                await conn.execute("SELECT id, version FROM tasks WHERE updated_at >= %s ORDER BY updated_at LIMIT 10000", (since,))
-            ).fetchall()
-            self._pending.extend(("t", f"{r[0]}:{r[1]}") for r in rows)
-            found += len(rows)
+            changes = await TaskStore.changed_since(conn, since, 10_000)
+            self._pending.extend((codec.TASK, f"{task_id}:{version}") for task_id, version in changes)
+            found += len(changes)
         self.stats["caught_up"] += found
         if self._pending:
             self._pending_ready.set()
@@ -335,33 +338,33 @@ class LiveBus:
     async def _publish(self, batch: list[tuple[str, str]]) -> None:
         if not self._subs:
             return
-        task_ids = list(dict.fromkeys(uuid.UUID(i.split(":")[0]) for p, i in batch if p == "t"))
-        event_ids = [int(i) for p, i in batch if p == "e"]
-        log_ids = [int(i) for p, i in batch if p == "l"]
+        task_ids = list(dict.fromkeys(uuid.UUID(codec.task_id_of(i)) for p, i in batch if p == codec.TASK))
+        event_ids = [int(i) for p, i in batch if p == codec.EVENT]
+        log_ids = [int(i) for p, i in batch if p == codec.LOG]
         tasks: dict[str, dict[str, Any]] = {}
         events: dict[int, dict[str, Any]] = {}
         logs: dict[int, dict[str, Any]] = {}
         conn = await self._connection()
         if task_ids:
-            for r in await (await conn.execute("SELECT * FROM tasks WHERE id = ANY(%s)", (task_ids,))).fetchall():
+            for r in await TaskStore.wire_tasks(conn, task_ids):
                 tasks[str(r["id"])] = r
         if event_ids:
-            for r in await (await conn.execute("SELECT * FROM task_events WHERE id = ANY(%s)", (event_ids,))).fetchall():
+            for r in await TaskStore.wire_events(conn, event_ids):
                 events[r["id"]] = r
         if log_ids:
-            for r in await (await conn.execute("SELECT * FROM logs WHERE id = ANY(%s)", (log_ids,))).fetchall():
+            for r in await (await conn.execute(LOGS_BY_IDS, (log_ids,))).fetchall():
                 logs[r["id"]] = r
         for prefix, item in batch:
-            if prefix == "t":
-                row = tasks.get(item.split(":")[0])
+            if prefix == codec.TASK:
+                row = tasks.get(codec.task_id_of(item))
                 if row is None or not self._first_time(str(row["id"]), row["version"]):
                     continue
                 self._dispatch(LiveMessage("task", row))
-            elif prefix == "e":
+            elif prefix == codec.EVENT:
                 row = events.pop(int(item), None)
                 if row is not None and self._recent["event"].add(row["id"]):
                     self._dispatch(LiveMessage("event", row))
-            elif prefix == "l":
+            elif prefix == codec.LOG:
                 row = logs.pop(int(item), None)
                 if row is not None and self._recent["log"].add(row["id"]):
                     self._dispatch(LiveMessage("log", row))

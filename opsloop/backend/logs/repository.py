@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import uuid
-import weakref
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -13,10 +11,11 @@ from typing import Any
 import orjson
 from psycopg_pool import AsyncConnectionPool
 
+from opsloop.backend.batching import GroupCommit
 from opsloop.backend.db import execute_prepared
 from opsloop.backend.errors import BadRequest
+from opsloop.backend.listing import Where, id_cursor, page
 from opsloop.backend.models import LOG_LEVELS
-from opsloop.backend.paging import BadCursor, decode_cursor, encode_cursor
 
 Row = dict[str, Any]
 
@@ -94,61 +93,39 @@ async def insert_json(pool: AsyncConnectionPool, batch: str, *, returning: bool 
     return await _insert(pool, batch, with_ts=False, returning=returning)
 
 
-class _Coalescer:
-    """Single-line inserts that arrive together are stored together: one statement, one NOTIFY,
-    one commit for every line that queued while earlier statements ran. Under no load a line goes
-    in alone at once; under load the per-line database cost falls by the group size."""
+def _dumps_group(group: list[bytes]) -> str:
+    return (b"[" + b",".join(group) + b"]").decode()
+
+
+class LogStore:
+    """The log table's writes over one pool, with the group commit of single `POST /log` lines:
+    lines that arrive together are stored together (one statement, one NOTIFY, one commit for
+    every line that queued while earlier statements ran). Under no load a line goes in alone at
+    once; under load the per-line database cost falls by the group size. Built by the runtime."""
 
     def __init__(self, pool: AsyncConnectionPool, max_inflight: int = 4, max_group: int = 1000) -> None:
         self.pool = pool
-        self.max_inflight = max_inflight
-        self.max_group = max_group
-        self.queue: list[tuple[bytes, asyncio.Future[Row]]] = []
-        self.inflight = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.singles: GroupCommit[bytes, Row] = GroupCommit(self._insert_group, max_batch=max_group, max_inflight=max_inflight)
 
-    async def insert(self, entry: dict[str, Any]) -> Row:
+    async def insert_one(self, entry: dict[str, Any]) -> Row:
+        """Store one validated API entry (camelCase) and return its row; concurrent calls share statements."""
         encoded = orjson.dumps(entry)  # on the caller's side: an entry that cannot be encoded fails alone
-        future: asyncio.Future[Row] = asyncio.get_running_loop().create_future()
-        self.queue.append((encoded, future))
-        if self.inflight < self.max_inflight:
-            self.inflight += 1
-            task = asyncio.create_task(self._flush())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        return await future
+        return await self.singles.submit(encoded)
 
-    async def _flush(self) -> None:
-        try:
-            while self.queue:
-                group, self.queue = self.queue[: self.max_group], self.queue[self.max_group :]
-                try:
-                    rows = await insert_json(self.pool, (b"[" + b",".join(e for e, _ in group) + b"]").decode(), returning=True)
-                    if len(rows) != len(group):
-                        raise RuntimeError(f"stored {len(rows)} of {len(group)} log lines")
-                except BaseException as exc:
-                    for _, future in group:
-                        if not future.done():
-                            future.set_exception(exc)
-                    if not isinstance(exc, Exception):
-                        raise
-                    continue
-                for (_, future), row in zip(group, rows, strict=True):
-                    if not future.done():
-                        future.set_result(row)
-        finally:
-            self.inflight -= 1
+    async def _insert_group(self, group: list[bytes]) -> list[Row]:
+        return await insert_json(self.pool, _dumps_group(group), returning=True)
 
+    async def insert_json(self, batch: str, *, returning: bool = False) -> list[Row]:
+        return await insert_json(self.pool, batch, returning=returning)
 
-_coalescers: weakref.WeakKeyDictionary[AsyncConnectionPool, _Coalescer] = weakref.WeakKeyDictionary()
+    async def insert_many(self, entries: list[dict[str, Any]], *, returning: bool = True) -> list[Row]:
+        return await insert_logs(self.pool, entries, returning=returning)
 
+    async def delete_older_than(self, cutoff: datetime, batch: int = 5000, on_batch: Callable[[int], None] | None = None) -> int:
+        return await delete_older_than(self.pool, cutoff, batch, on_batch)
 
-async def insert_log(pool: AsyncConnectionPool, entry: dict[str, Any]) -> Row:
-    """Store one validated API entry (camelCase) and return its row; concurrent calls share statements."""
-    coalescer = _coalescers.get(pool)
-    if coalescer is None:
-        coalescer = _coalescers[pool] = _Coalescer(pool)
-    return await coalescer.insert(entry)
+    async def close(self) -> None:
+        await self.singles.close()
 
 
 _WORD = re.compile(r"[^\W_]+")
@@ -199,77 +176,52 @@ async def search_logs(
 ) -> tuple[list[Row], str | None]:
     """Newest first (or oldest first: SSE replay), keyset-paged on id. `q` is a case-insensitive
     substring (trigram index)."""
-    where, params = [], {"limit": limit + 1}
-    if level is not None:
-        if level not in LOG_LEVELS:
-            raise BadRequest(f"level must be one of {', '.join(LOG_LEVELS)}")
-        where.append("level = %(level)s")
-        params["level"] = level
-    for column, value in (
-        ("service", service),
-        ("correlation_id", correlation_id),
-        ("trace_id", trace_id),
-        ("task_id", task_id),
-    ):
-        if value is not None:
-            where.append(f"{column} = %({column})s")
-            params[column] = value
-    if since is not None:
-        where.append("ts >= %(since)s")
-        params["since"] = since
-    if until is not None:
-        where.append("ts < %(until)s")
-        params["until"] = until
+    if level is not None and level not in LOG_LEVELS:
+        raise BadRequest(f"level must be one of {', '.join(LOG_LEVELS)}")
+    where = (
+        Where(limit=limit + 1)
+        .eq("level", level)
+        .eq("service", service)
+        .eq("correlation_id", correlation_id)
+        .eq("trace_id", trace_id)
+        .eq("task_id", task_id)
+        .since("ts", since)
+        .until("ts", until)
+    )
     if q:
-        params["q"] = _like_pattern(q)
         word = index_word(q)
         if word is None:
-            where.append("message ILIKE %(q)s")
+            where.add("message ILIKE %(q)s", q=_like_pattern(q))
         else:
             # The index looks up one word; `message || ''` keeps the whole pattern out of the
             # index condition (checked on the rows found), see index_word().
-            where.append("message ILIKE %(q_word)s AND (message || '') ILIKE %(q)s")
-            params["q_word"] = _like_pattern(word)
+            where.add("message ILIKE %(q_word)s AND (message || '') ILIKE %(q)s", q=_like_pattern(q), q_word=_like_pattern(word))
     if after_id is not None:
-        where.append("id > %(after_id)s")
-        params["after_id"] = after_id
-    if cursor:
-        (last_id,) = decode_cursor(cursor, 1)
-        if isinstance(last_id, bool) or not isinstance(last_id, int):
-            raise BadCursor("cursor is not valid")
-        where.append("id > %(c_id)s" if oldest_first else "id < %(c_id)s")
-        params["c_id"] = last_id
-    sql = "SELECT * FROM logs"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += f" ORDER BY id {'ASC' if oldest_first else 'DESC'} LIMIT %(limit)s"
+        where.add("id > %(after_id)s", after_id=after_id)
+    where.after_id(cursor, oldest_first)
+    sql = where.sql("SELECT * FROM logs", f"ORDER BY id {'ASC' if oldest_first else 'DESC'} LIMIT %(limit)s")
     async with pool.connection() as conn:
-        rows = await (await conn.execute(sql, params)).fetchall()
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor([rows[-1]["id"]])
-    return rows, next_cursor
+        rows = await (await conn.execute(sql, where.params)).fetchall()
+    return page(rows, limit, id_cursor)
 
 
 async def delete_older_than(
     pool: AsyncConnectionPool,
-    table: str,
     cutoff: datetime,
     batch: int = 5000,
     on_batch: Callable[[int], None] | None = None,
 ) -> int:
     """Retention: delete in small batches, each its own short transaction (row locks on at most
     `batch` rows, found through the `ts` index), until nothing older than `cutoff` is left."""
-    if table not in ("logs", "task_events"):
-        raise ValueError(table)
     total = 0
-    sql = f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE ts < %(cutoff)s LIMIT %(batch)s)"
     while True:
         async with pool.connection() as conn:
-            cur = await conn.execute(sql, {"cutoff": cutoff, "batch": batch})
+            cur = await conn.execute(DELETE_OLD, {"cutoff": cutoff, "batch": batch})
         total += cur.rowcount
         if on_batch is not None:
             on_batch(cur.rowcount)
         if cur.rowcount < batch:
             return total
+
+
+DELETE_OLD = "DELETE FROM logs WHERE id IN (SELECT id FROM logs WHERE ts < %(cutoff)s LIMIT %(batch)s)"

@@ -1,18 +1,6 @@
 -- Tasks and their events. Every statement that changes a task also writes its event, in the
 -- same statement (a data-modifying CTE), and bumps `version` so the live trigger publishes it.
 
--- name: create_task
-WITH ins AS (
-  INSERT INTO tasks (type, source, payload, correlation_id, trace_id, agent_slug, idempotency_key, max_attempts)
-  VALUES (%(type)s, %(source)s, %(payload)s, %(correlation_id)s, %(trace_id)s, %(agent_slug)s, %(idempotency_key)s, %(max_attempts)s)
-  ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-  RETURNING *
-), ev AS (
-  INSERT INTO task_events (task_id, actor, kind, data, correlation_id, trace_id)
-  SELECT id, %(source)s, 'created', jsonb_build_object('type', type, 'agent', agent_slug, 'source', source), correlation_id, trace_id FROM ins
-)
-SELECT * FROM ins
-
 -- name: create_tasks
 -- Many creates in one statement (one commit, one trigger run, one NOTIFY): the API groups the
 -- requests that arrive together. Ids come from the caller, so each request finds its row.
@@ -33,9 +21,6 @@ SELECT id FROM ins
 
 -- name: tasks_by_idempotency_keys
 SELECT id, trace_id, status, agent_slug, idempotency_key FROM tasks WHERE idempotency_key = ANY(%(keys)b::text[])
-
--- name: task_by_idempotency_key
-SELECT * FROM tasks WHERE idempotency_key = %(idempotency_key)s
 
 -- name: get_task
 SELECT * FROM tasks WHERE id = %(id)s
@@ -221,11 +206,52 @@ WITH expired AS (
 )
 SELECT id FROM upd
 
--- name: next_run_after
-SELECT min(run_after) AS next FROM tasks WHERE status = 'queued'
-
 -- name: insert_event
 INSERT INTO task_events (task_id, actor, kind, data, correlation_id, trace_id)
 SELECT id, %(actor)s, %(kind)s, %(data)s, coalesce(%(correlation_id)s, correlation_id), coalesce(%(trace_id)s, trace_id)
 FROM tasks WHERE id = %(task_id)s
 RETURNING *
+
+-- name: tasks_by_types
+SELECT * FROM tasks WHERE type = ANY(%(types)s::text[]) ORDER BY updated_at DESC, id DESC LIMIT %(limit)s
+
+-- name: tasks_changed_since
+-- The live bus's catch-up after a reconnect: every task changed since it last knew it listened.
+SELECT id, version FROM tasks WHERE updated_at >= %(since)s ORDER BY updated_at LIMIT %(limit)s
+
+-- name: outcomes_by_bucket
+-- The overview chart: finished tasks per time bucket, with the p95 duration of the done ones.
+SELECT to_char(date_trunc(%(unit)s, finished_at), 'HH24:MI') AS bucket,
+       count(*) FILTER (WHERE status = 'done') AS done,
+       count(*) FILTER (WHERE status = 'error') AS error,
+       count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
+       coalesce(round((percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - created_at) * 1000)
+         FILTER (WHERE status = 'done'))::numeric, 1), 0) AS p95_ms
+FROM tasks
+WHERE finished_at >= now() - %(window)s::interval AND status IN ('done', 'error', 'cancelled')
+GROUP BY date_trunc(%(unit)s, finished_at)
+ORDER BY date_trunc(%(unit)s, finished_at)
+
+-- name: totals
+SELECT count(*) FILTER (WHERE status = 'queued') AS queued,
+       count(*) FILTER (WHERE status = 'running') AS running,
+       count(*) FILTER (WHERE status = 'done' AND finished_at >= now() - %(window)s::interval) AS done,
+       count(*) FILTER (WHERE status = 'error' AND finished_at >= now() - %(window)s::interval) AS error
+FROM tasks
+WHERE status IN ('queued', 'running') OR finished_at >= now() - %(window)s::interval
+
+-- Task events ------------------------------------------------------------------------------
+
+-- name: events_by_ids
+SELECT * FROM task_events WHERE id = ANY(%(ids)s::bigint[])
+
+-- name: event_ids_after
+SELECT id FROM task_events WHERE id > %(after)s ORDER BY id LIMIT %(limit)s
+
+-- name: live_position
+-- Where the live streams stand: the highest log line and task event ids (one round trip).
+SELECT (SELECT coalesce(max(id), 0) FROM logs) AS log, (SELECT coalesce(max(id), 0) FROM task_events) AS event
+
+-- name: delete_old_events
+-- Retention: at most `batch` rows per statement (short row locks), found through the `ts` index.
+DELETE FROM task_events WHERE id IN (SELECT id FROM task_events WHERE ts < %(cutoff)s LIMIT %(batch)s)

@@ -9,6 +9,7 @@ applied in batches, guarded by owner and attempt so a superseded attempt's answe
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import uuid
@@ -18,22 +19,24 @@ from typing import Any
 import aiohttp
 import psycopg
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
 
 from opsloop.backend import jsonutil
-from opsloop.backend.agents.registry import Registry
-from opsloop.backend.db import execute_prepared
-from opsloop.backend.sql import queries
+from opsloop.backend.agents.registry import Registry, TypeLimits
+from opsloop.backend.batching import GroupCommit
+from opsloop.backend.live.codec import has_new_task
+from opsloop.backend.tasks.model import Task
+from opsloop.backend.tasks.store import Answer, TaskStore
 from opsloop.backend.tasks.unreachable import UnreachableAgents
 
-Q = queries("tasks")
 log = logging.getLogger("opsloop.dispatcher")
 # Idle agent connections are dropped before uvicorn's 5 s keep-alive closes them on the other
 # side: reusing a connection the server is closing fails the request (and costs an attempt).
 KEEPALIVE_S = 4.0
 
 LocalHandler = Callable[[dict[str, Any]], Awaitable[Any]]
-OnFailure = Callable[[dict[str, Any], str], None]
+OnFailure = Callable[[Task, str], None]
+ANSWER_BATCH = 500
+ANSWER_GATHER_S = 0.002  # let a few answers gather: one statement for all
 
 
 class PermanentFailure(Exception):
@@ -52,7 +55,7 @@ def backoff_s(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
 class Dispatcher:
     def __init__(
         self,
-        pool: AsyncConnectionPool,
+        store: TaskStore,
         registry: Registry,
         *,
         internal_key: str,
@@ -66,7 +69,7 @@ class Dispatcher:
         local_handlers: dict[str, LocalHandler] | None = None,
         on_failure: OnFailure | None = None,
     ) -> None:
-        self.pool = pool
+        self.store = store
         self.registry = registry
         self.internal_key = internal_key
         self.instance_id = instance_id or f"orchestrator-{uuid.uuid4().hex[:12]}"
@@ -79,8 +82,10 @@ class Dispatcher:
         self.on_failure = on_failure
         self._inflight: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
-        self._answers: list[tuple[dict[str, Any], Jsonb]] = []  # (task, encoded result)
-        self._answers_ready = asyncio.Event()
+        self._answers: GroupCommit[Answer, bool] = GroupCommit(
+            self._complete, max_batch=ANSWER_BATCH, gather_s=ANSWER_GATHER_S, split_on=(psycopg.DataError,)
+        )
+        self._background: set[asyncio.Task[None]] = set()
         self._http: aiohttp.ClientSession | None = None  # made in the running loop, on first use
         self._stopping = False
         self._backlog = False
@@ -95,15 +100,15 @@ class Dispatcher:
         """A live `t:` notification (`t:<id>:<version>,…`): only a new task (version 1) can be
         claimable. Every other change (claims, answers, events) would just cost an empty claim;
         re-queues wake their own instance (retry timer, reclaim, the retry route)."""
-        if ":1," in payload + ",":
+        if has_new_task(payload):
             self._wake.set()
 
     async def run(self) -> None:
-        """Main loop plus its helpers (lease renewal, expiry reclaim, answer flushing)."""
+        """Main loop plus its helpers (lease renewal, expiry reclaim); answers are written by
+        their group commit."""
         helpers = [
             asyncio.create_task(self._renew_leases(), name="dispatcher-leases"),
             asyncio.create_task(self._reclaim_expired(), name="dispatcher-reclaim"),
-            asyncio.create_task(self._flush_answers(), name="dispatcher-answers"),
         ]
         try:
             await self._claim_loop()
@@ -119,9 +124,12 @@ class Dispatcher:
         if self._inflight:
             await asyncio.wait(list(self._inflight.values()), timeout=grace_s)
         try:  # bounded: with the database gone, the answers' leases expire and another instance redoes them
-            await asyncio.wait_for(self._apply_answers(), timeout=grace_s)
+            await asyncio.wait_for(self._answers.drain(), timeout=grace_s)
         except TimeoutError:
-            log.warning("stopped with %d answer(s) unrecorded; their tasks will be re-run after the lease", len(self._answers))
+            log.warning("stopped with %d answer(s) unrecorded; their tasks will be re-run after the lease", self._answers.pending)
+        await self._answers.close()
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=grace_s)
         await self.unreachable.close()
         if self._http is not None:
             await self._http.close()
@@ -157,19 +165,17 @@ class Dispatcher:
                 pass
 
     async def _claim(self, n: int) -> int:
-        async with self.pool.connection() as conn:
-            params = {"n": n, "owner": self.instance_id, "lease_s": self.lease_s, "unreachable": self.unreachable.slugs}
-            rows = await (await execute_prepared(conn, Q.claim_tasks, params)).fetchall()
-        for row in rows:
-            self._inflight[row["id"]] = asyncio.create_task(self._execute(row))
-        self.stats["claimed"] += len(rows)
-        return len(rows)
+        tasks = await self.store.claim(n, owner=self.instance_id, lease_s=self.lease_s, unreachable=self.unreachable.slugs)
+        for task in tasks:
+            self._inflight[task.id] = asyncio.create_task(self._execute(task))
+        self.stats["claimed"] += len(tasks)
+        return len(tasks)
 
-    async def _execute(self, task: dict[str, Any]) -> None:
+    async def _execute(self, task: Task) -> None:
         try:
             output, channel = await self._call_agent(task)
-            result = {"agent": {"slug": task["agent_slug"], "channel": channel}, "status": "completed", "output": output}
-            encoded = _storable_answer(task["agent_slug"], result)  # alone: it can never fail the batch of answers
+            result = {"agent": {"slug": task.agent_slug, "channel": channel}, "status": "completed", "output": output}
+            encoded = _storable_answer(task.agent_slug, result)  # alone: it can never fail the batch of answers
         except asyncio.CancelledError:
             raise
         except AgentUnreachable as exc:
@@ -177,32 +183,42 @@ class Dispatcher:
         except Exception as exc:  # timeout, refusal, bad answer
             await self._fail(task, exc)
         else:
-            self._answers.append((task, encoded))
-            self._answers_ready.set()
+            answered = self._answers.submit(Answer(task.id, task.attempts, encoded))
+            answered.add_done_callback(functools.partial(self._answered, task))
         finally:
-            self._inflight.pop(task["id"], None)
+            self._inflight.pop(task.id, None)
             if self._backlog or self._stopping:
                 self._wake.set()
 
-    async def _call_agent(self, task: dict[str, Any]) -> tuple[Any, str]:
-        slug = task["agent_slug"]
-        if slug in self.local_handlers:
-            return await self.local_handlers[slug](task), "local"
+    async def _limits(self, task: Task) -> TypeLimits:
+        agent = self.registry.cached(task.agent_slug) or await self.registry.get(task.agent_slug or "")
+        return agent.limits_for(task.type) if agent is not None else TypeLimits()
+
+    async def _call_agent(self, task: Task) -> tuple[Any, str]:
+        slug = task.agent_slug or ""
+        local = self.local_handlers.get(slug)
+        if local is not None:  # in-process: the same per-type timeout as an HTTP agent's
+            timeout_s = (await self._limits(task)).timeout_s
+            try:
+                async with asyncio.timeout(timeout_s):
+                    return await local(task.row()), "local"
+            except TimeoutError:
+                raise RuntimeError(f"agent {slug} timed out after {timeout_s:g}s") from None
         agent = await self.registry.get(slug)
         if agent is None or not agent.url:
             raise RuntimeError(f"agent {slug!r} is not registered")
-        limits = agent.limits_for(task["type"])
+        limits = agent.limits_for(task.type)
         body = {
-            "traceId": task["trace_id"],
-            "taskId": str(task["id"]),
-            "type": task["type"],
-            "payload": task["payload"],
-            "correlationId": task["correlation_id"],
-            "attempt": task["attempts"],
+            "traceId": task.trace_id,
+            "taskId": str(task.id),
+            "type": task.type,
+            "payload": task.payload,
+            "correlationId": task.correlation_id,
+            "attempt": task.attempts,
         }
-        headers = {"X-Internal-Key": self.internal_key, "X-Trace-Id": task["trace_id"]}
-        if task["correlation_id"]:
-            headers["X-Correlation-Id"] = task["correlation_id"]
+        headers = {"X-Internal-Key": self.internal_key, "X-Trace-Id": task.trace_id}
+        if task.correlation_id:
+            headers["X-Correlation-Id"] = task.correlation_id
         headers["Content-Type"] = "application/json"
         try:
             async with self._session().post(
@@ -229,25 +245,16 @@ class Dispatcher:
                 raise RuntimeError(f"agent {slug} answered non-JSON") from None
             raise PermanentFailure(f"agent {slug}'s {exc.message}") from None
 
-    async def _fail(self, task: dict[str, Any], exc: Exception) -> None:
+    async def _fail(self, task: Task, exc: Exception) -> None:
         self.stats["failed_attempts"] += 1
         message = (str(exc) or type(exc).__name__).replace("\x00", "\ufffd")  # PostgreSQL text holds no NUL
         final = isinstance(exc, PermanentFailure)
-        agent = self.registry.cached(task["agent_slug"])
-        base = agent.limits_for(task["type"]).backoff_s if agent else self.backoff_base_s
-        delay = 0.0 if final else backoff_s(task["attempts"], base)
-        params = {
-            "id": task["id"],
-            "owner": self.instance_id,
-            "attempt": task["attempts"],
-            "message": message,
-            "delay_s": delay,
-            "final": final,
-        }
+        agent = self.registry.cached(task.agent_slug)
+        base = agent.limits_for(task.type).backoff_s if agent else self.backoff_base_s
+        delay = 0.0 if final else backoff_s(task.attempts, base)
         for _ in range(30):
             try:
-                async with self.pool.connection() as conn:
-                    await execute_prepared(conn, Q.fail_attempt, params)
+                await self.store.fail_attempt(task, owner=self.instance_id, message=message, delay_s=delay, final=final)
                 break
             except Exception as db_exc:  # keep the outcome until the database is back
                 log.warning("recording a failed attempt failed: %s", db_exc)
@@ -257,14 +264,12 @@ class Dispatcher:
         if self.on_failure:
             self.on_failure(task, message)
 
-    async def _give_back(self, task: dict[str, Any], message: str) -> None:
+    async def _give_back(self, task: Task, message: str) -> None:
         """The agent refused the connection: the task waits for it (see `unreachable.py`)."""
-        self.unreachable.mark(task["agent_slug"])
-        params = {"id": task["id"], "owner": self.instance_id, "attempt": task["attempts"], "message": message, "wait_s": self.unreachable.wait_s}
+        self.unreachable.mark(task.agent_slug or "")
         for _ in range(30):
             try:
-                async with self.pool.connection() as conn:
-                    await execute_prepared(conn, Q.give_back_attempt, params)
+                await self.store.give_back(task, owner=self.instance_id, message=message, wait_s=self.unreachable.wait_s)
                 self.stats["given_back"] += 1
                 return
             except Exception as db_exc:  # keep the task until the database is back (its lease covers it)
@@ -277,60 +282,36 @@ class Dispatcher:
 
     async def _expire_waits(self, slug: str, wait_s: float) -> int:
         message = f"agent {slug} unreachable for more than {wait_s:g}s (OPSLOOP_AGENT_WAIT_S)"
-        async with self.pool.connection() as conn:
-            rows = await (await conn.execute(Q.expire_agent_waits, {"agent": slug, "wait_s": wait_s, "message": message})).fetchall()
-        return len(rows)
+        return await self.store.expire_agent_waits(slug, wait_s=wait_s, message=message)
 
-    async def _flush_answers(self) -> None:
+    async def _complete(self, answers: list[Answer]) -> list[bool | BaseException]:
+        """One statement for a group of answers; with the database down they are kept and tried
+        again (their leases are renewed meanwhile by nobody: past the lease, another attempt runs)."""
         while True:
-            await self._answers_ready.wait()
-            await asyncio.sleep(0.002)  # let a few answers gather: one statement for all
-            await self._apply_answers()
-
-    async def _apply_answers(self) -> None:
-        self._answers_ready.clear()
-        while self._answers:
-            batch, self._answers = self._answers[:500], self._answers[500:]
             try:
-                applied = await self._complete(batch)
-            except psycopg.DataError as exc:  # a value the database refuses: it fails alone, the rest go on
-                await self._isolate(batch, exc)
-                continue
+                applied = await self.store.complete(answers, owner=self.instance_id)
+                return [a.task_id in applied for a in answers]
+            except psycopg.DataError:  # a value the database refuses: the group commit isolates it
+                raise
             except Exception as exc:  # database down: keep the answers, try again
-                log.warning("recording answers failed (%d kept): %s", len(batch), exc)
-                self._answers[:0] = batch
+                log.warning("recording answers failed (%d kept): %s", len(answers), exc)
                 await asyncio.sleep(0.5)
-                continue
-            self.stats["done"] += applied
-            self.stats["stale_answers"] += len(batch) - applied
 
-    async def _complete(self, batch: list[tuple[dict[str, Any], Jsonb]]) -> int:
-        params = {
-            "ids": [t["id"] for t, _ in batch],
-            "attempts": [t["attempts"] for t, _ in batch],
-            "results": [r for _, r in batch],
-            "owner": self.instance_id,
-        }
-        async with self.pool.connection() as conn:
-            return len(await (await execute_prepared(conn, Q.complete_tasks, params)).fetchall())
-
-    async def _isolate(self, batch: list[tuple[dict[str, Any], Jsonb]], exc: Exception) -> None:
-        """Apply a refused batch answer by answer: the refused one's attempt fails with the reason."""
-        if len(batch) == 1:
-            task = batch[0][0]
-            await self._fail(task, PermanentFailure(f"the database refused agent {task['agent_slug']}'s answer: {str(exc).splitlines()[0]}"))
+    def _answered(self, task: Task, answered: asyncio.Future[bool]) -> None:
+        if answered.cancelled():
             return
-        for index, item in enumerate(batch):
-            try:
-                applied = await self._complete([item])
-            except psycopg.DataError as one_exc:
-                await self._isolate([item], one_exc)
-                continue
-            except Exception:  # the database went away meanwhile: the rest wait for the next flush
-                self._answers[:0] = batch[index:]
-                return
-            self.stats["done"] += applied
-            self.stats["stale_answers"] += 1 - applied
+        exc = answered.exception()
+        if exc is None:
+            if answered.result():
+                self.stats["done"] += 1
+            else:  # superseded: the lease expired and another attempt took over, or it was cancelled
+                self.stats["stale_answers"] += 1
+            return
+        # refused by the database on its own: the attempt fails with the reason
+        reason = PermanentFailure(f"the database refused agent {task.agent_slug}'s answer: {str(exc).splitlines()[0]}")
+        failing = asyncio.create_task(self._fail(task, reason))
+        self._background.add(failing)
+        failing.add_done_callback(self._background.discard)
 
     async def _renew_leases(self) -> None:
         while True:
@@ -339,8 +320,7 @@ class Dispatcher:
             if not ids:
                 continue
             try:
-                async with self.pool.connection() as conn:
-                    await execute_prepared(conn, Q.renew_leases, {"ids": ids, "owner": self.instance_id, "lease_s": self.lease_s})
+                await self.store.renew_leases(ids, owner=self.instance_id, lease_s=self.lease_s)
             except Exception as exc:
                 log.warning("lease renewal failed: %s", exc)
 
@@ -348,16 +328,15 @@ class Dispatcher:
         while True:
             await asyncio.sleep(max(0.5, self.lease_s / 3))
             try:
-                async with self.pool.connection() as conn:
-                    rows = await (await conn.execute(Q.reclaim_expired)).fetchall()
-                if rows:
-                    log.warning("re-queued %d task(s) whose lease expired", len(rows))
+                reclaimed = await self.store.reclaim_expired()
+                if reclaimed:
+                    log.warning("re-queued %d task(s) whose lease expired", reclaimed)
                     self._wake.set()
             except Exception as exc:
                 log.warning("reclaim failed: %s", exc)
 
 
-def _storable_answer(slug: str, result: dict[str, Any]) -> Jsonb:
+def _storable_answer(slug: str | None, result: dict[str, Any]) -> Jsonb:
     """The answer as its own jsonb parameter, or a PermanentFailure saying why it cannot be stored."""
     try:
         jsonutil.check(result["output"], "answer", jsonutil.ANSWER_DEPTH)  # as the agent sent it (local handlers too)

@@ -1,7 +1,8 @@
-"""Submitting a task: route its type to an agent, then create it (through the insert batcher).
+"""Submitting a task: route its type to an agent, then create it through the store's group commit.
 
-The one path every entry point takes (the REST route, the dashboard's form), so a type no agent
-handles is refused the same way everywhere, before anything is written.
+Every entry point creates tasks here (the REST route, the dashboard's form, Render, the monitor),
+so a type no agent handles is refused the same way everywhere, before anything is written, and
+every payload meets the same JSON policy.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from psycopg_pool import AsyncConnectionPool
 
 from opsloop.backend.agents.registry import Registry
 from opsloop.backend.errors import Unprocessable
-from opsloop.backend.tasks import repository as repo
+from opsloop.backend.tasks.model import Created, NewTask, Row
+from opsloop.backend.tasks.store import TaskStore, new_trace_id
 
 
-async def submit_task(
-    pool: AsyncConnectionPool,
+async def submit(
+    store: TaskStore,
     registry: Registry,
     *,
     type: str,
@@ -26,22 +28,29 @@ async def submit_task(
     agent_slug: str | None = None,
     idempotency_key: str | None = None,
     trace_id: str | None = None,
-) -> tuple[dict[str, Any], bool]:
-    """(task row, created); with a known idempotency key, the first task and False."""
+) -> Created:
+    """The created task (`created` False: a task with this idempotency key already existed)."""
     agent = await registry.route(type, agent_slug)
     if agent is None:
         if agent_slug:
             raise Unprocessable(f"Agent {agent_slug} does not handle task type {type}")
         raise Unprocessable(f"Unsupported task type: {type}")
-    return await repo.create_batcher(pool).create(
-        repo.NewTask(
+    return await store.create(
+        NewTask(
             type=type,
             source=source,
             payload=payload,
             correlation_id=correlation_id,
-            trace_id=trace_id or repo.new_trace_id(),
+            trace_id=trace_id or new_trace_id(),
             agent_slug=agent.slug,
             idempotency_key=idempotency_key,
             max_attempts=agent.limits_for(type).max_attempts,
         )
     )
+
+
+async def submit_task(pool: AsyncConnectionPool, registry: Registry, **request: Any) -> tuple[Row, bool]:
+    """Deprecated (the dashboard's form until it calls `submit` with the runtime's store):
+    `submit` over a store of its own, answering `({id, trace_id, status, agent_slug}, created)`."""
+    created = await submit(TaskStore(pool), registry, **request)
+    return created.row(), created.created

@@ -13,15 +13,26 @@ import uuid
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from pydantic import TypeAdapter
 from starlette.types import Receive, Scope, Send
 
-from opsloop.backend.api.deps import JSON, caller, corr_param, parse_limit, parse_time, read_json, service_caller, text_param, validate, validate_list
+from opsloop.backend.api.deps import (
+    JSON,
+    caller,
+    corr_param,
+    parse_limit,
+    parse_time,
+    read_json,
+    runtime,
+    service_caller,
+    text_param,
+    validate,
+    validate_list,
+)
 from opsloop.backend.api.schemas import LogCreate
 from opsloop.backend.errors import BadRequest
 from opsloop.backend.logs import repository as repo
-from opsloop.backend.runtime import Runtime, get_runtime
 
 router = APIRouter(tags=["logs"])
 MAX_BATCH = 5000
@@ -68,13 +79,6 @@ def _canonical(entry: LogCreate, index: int | None) -> dict[str, Any]:
     }
 
 
-def _runtime() -> Runtime:
-    rt = get_runtime()
-    if not rt.started:
-        raise HTTPException(503, "opsloop is starting")
-    return rt
-
-
 @router.post(
     "/log",
     status_code=202,
@@ -104,7 +108,7 @@ class IngestASGI:
 
 async def _ingest(request: Request) -> JSON:
     await caller(request)
-    rt = _runtime()
+    rt = await runtime()
     raw = await request.body()
     data = await read_json(request)  # the JSON policy: depth, 64-bit integers, NUL (named by entry and field)
     batch = isinstance(data, list)
@@ -118,17 +122,17 @@ async def _ingest(request: Request) -> JSON:
         else:
             entries = validate_list(_entries, data)
             body = orjson.dumps([_canonical(e, i) for i, e in enumerate(entries)]).decode()
-        rows = await repo.insert_json(rt.pool, body)
+        rows = await rt.logs.insert_json(body)
         return JSON({"logs": [r["id"] for r in rows], "count": len(rows)}, status_code=202)
     entry = data if _plainly_valid(data) else _canonical(validate(LogCreate, data), None)
-    row = await repo.insert_log(rt.pool, entry)
+    row = await rt.logs.insert_one(entry)
     return JSON({"log": row}, status_code=202)
 
 
 @router.get("/logs", summary="Search logs, newest first, keyset-paged")
 async def search(request: Request) -> JSON:
     await caller(request)
-    rt = _runtime()
+    rt = await runtime()
     q = request.query_params
     task_id = None
     if q.get("taskId"):
@@ -155,5 +159,5 @@ async def search(request: Request) -> JSON:
 @router.post("/admin/retention", summary="Run the retention job now (internal key only): delete logs and task events older than LOG_RETENTION_DAYS")
 async def retention(request: Request) -> JSON:
     await service_caller(request)
-    rt = _runtime()
+    rt = await runtime()
     return JSON({"deleted": await rt.retention(), "retentionDays": rt.settings.LOG_RETENTION_DAYS})

@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,18 +21,19 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketState
 
 from opsloop.backend import jsonutil
-from opsloop.backend.api.deps import error
+from opsloop.backend.api.deps import error, process_runtime
 from opsloop.backend.api.identity import authenticate_limited
 from opsloop.backend.auth import Principal
 from opsloop.backend.config import get_settings
 from opsloop.backend.live.bus import LiveMessage, Subscription
+from opsloop.backend.live.filter import Accepts, route_of, stream_filter
+from opsloop.backend.logs.repository import search_logs
 from opsloop.backend.models import LOG_LEVELS
-from opsloop.backend.runtime import get_runtime
-from opsloop.backend.tasks.repository import event_camel
+from opsloop.backend.runtime import Runtime
+from opsloop.backend.tasks.model import event_camel
+from opsloop.backend.tasks.store import EventFilter, TaskStore
 
 log = logging.getLogger("opsloop.stream")
-HEARTBEAT_S = float(os.environ.get("OPSLOOP_SSE_HEARTBEAT_S", "15"))  # SPEC: at least every 15 s
-QUEUE_SIZE = int(os.environ.get("OPSLOOP_STREAM_QUEUE", "2000"))  # per connection; above the bus's fetch chunk
 REPLAY_LIMIT = 10_000
 COALESCE = 256  # SSE frames written in one send when a client is behind
 
@@ -69,34 +68,17 @@ def check_params(params: dict[str, Any]) -> str | None:
     return None
 
 
-def route_of(params: dict[str, Any]) -> tuple[str, str] | None:
-    """The bus's shortcut for a trace or task filter (see `LiveBus.subscribe`)."""
-    if params.get("traceId"):
-        return ("trace", params["traceId"])
-    if params.get("taskId"):
-        return ("task", params["taskId"])
-    return None
+def make_filter(params: dict[str, Any]) -> Accepts:
+    """Optional filters by service, level, task and trace id, and by message kind (`live/filter.py`)."""
+    return stream_filter(params)
 
 
-def make_filter(params: dict[str, Any]) -> Callable[[LiveMessage], bool]:
-    """Optional filters by service, level, task and trace id, and by message kind."""
-    service, level = params.get("service"), params.get("level")
-    task_id, trace_id = params.get("taskId"), params.get("traceId")
-    kinds = set(params.get("kinds") or ("task", "event", "log"))
+def _heartbeat_s() -> float:
+    return get_settings().OPSLOOP_SSE_HEARTBEAT_S  # SPEC: at least every 15 s
 
-    def accepts(msg: LiveMessage) -> bool:
-        if msg.kind not in kinds:
-            return False
-        row = msg.row
-        if task_id and str(row["id"] if msg.kind == "task" else row.get("task_id")) != task_id:
-            return False
-        if trace_id and row.get("trace_id") != trace_id:
-            return False
-        if msg.kind == "log":
-            return (not service or row["service"] == service) and (not level or row["level"] == level)
-        return not service and not level
 
-    return accepts
+def _queue_size() -> int:
+    return get_settings().OPSLOOP_STREAM_QUEUE  # per connection; above the bus's fetch chunk
 
 
 # -- Server-Sent Events ---------------------------------------------------------------------
@@ -159,12 +141,12 @@ class SSEStream:
         if problem:
             await error(400, problem)(scope, receive, send)
             return
-        rt = get_runtime()
+        rt = process_runtime()
         if not rt.started:
             await error(503, "opsloop is starting")(scope, receive, send)
             return
         params["kinds"] = ("event", "log")
-        sub = rt.bus.subscribe(make_filter(params), maxsize=QUEUE_SIZE, route=route_of(params))  # before reading the position
+        sub = rt.bus.subscribe(make_filter(params), maxsize=_queue_size(), route=route_of(params))  # before reading the position
         try:
             position = _parse_last_event_id(request.headers.get("last-event-id") or params.get("lastEventId"))
             resumed = position is not None
@@ -193,7 +175,7 @@ class SSEStream:
                 t.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
             if sub.closed_reason == "overflow":
-                log.warning("SSE client %s dropped: it stopped reading and its queue of %d overflowed", _client(scope), QUEUE_SIZE)
+                log.warning("SSE client %s dropped: it stopped reading and its queue of %d overflowed", _client(scope), _queue_size())
             if pump in done and pump.exception() is None:
                 # orderly end (shutdown): finish the response. A stuck client is simply cut off.
                 with contextlib.suppress(Exception):
@@ -201,7 +183,7 @@ class SSEStream:
         finally:
             rt.bus.unsubscribe(sub)
 
-    async def _pump(self, send: Send, sub: Subscription, rt: Any, params: dict[str, Any], position: tuple[int, int], resumed: bool) -> None:
+    async def _pump(self, send: Send, sub: Subscription, rt: Runtime, params: dict[str, Any], position: tuple[int, int], resumed: bool) -> None:
         last_log, last_event = position
         await send(_chunk(b"retry: 2000\n: connected\n\n"))
         replayed: dict[str, set[int]] = {"log": set(), "event": set()}
@@ -220,7 +202,7 @@ class SSEStream:
             if parts:
                 await send(_chunk(b"".join(parts)))
         while True:
-            batch = await sub.get_batch(COALESCE, timeout=HEARTBEAT_S)
+            batch = await sub.get_batch(COALESCE, timeout=_heartbeat_s())
             if batch is None:
                 return
             if not batch:
@@ -245,19 +227,13 @@ class SSEStream:
                 await send(_chunk(b"".join(parts)))
 
 
-async def _current_position(rt: Any) -> tuple[int, int]:
+async def _current_position(rt: Runtime) -> tuple[int, int]:
     async with rt.pool.connection() as conn:
-        row = await (
-            await conn.execute("SELECT (SELECT coalesce(max(id), 0) FROM logs) AS l, (SELECT coalesce(max(id), 0) FROM task_events) AS e")
-        ).fetchone()
-    return int(row["l"]), int(row["e"])
+        return await TaskStore.live_position(conn)
 
 
-async def _replay(rt: Any, params: dict[str, Any], last_log: int, last_event: int) -> list[LiveMessage]:
+async def _replay(rt: Runtime, params: dict[str, Any], last_log: int, last_event: int) -> list[LiveMessage]:
     """What a reconnecting client missed, oldest first (the oldest REPLAY_LIMIT of each kind)."""
-    from opsloop.backend.logs.repository import search_logs
-    from opsloop.backend.tasks.repository import list_events
-
     task_id = uuid.UUID(params["taskId"]) if params.get("taskId") else None
     logs, _ = await search_logs(
         rt.pool,
@@ -271,9 +247,10 @@ async def _replay(rt: Any, params: dict[str, Any], last_log: int, last_event: in
     )
     events: list[dict[str, Any]] = []
     if not params.get("service") and not params.get("level"):
-        events, _ = await list_events(
-            rt.pool, task_id=task_id, trace_id=params.get("traceId") or None, after_id=last_event, limit=REPLAY_LIMIT, oldest_first=True
+        found, _ = await rt.tasks.list_events(
+            EventFilter(task_id=task_id, trace_id=params.get("traceId") or None, after_id=last_event), limit=REPLAY_LIMIT, oldest_first=True
         )
+        events = [e.row() for e in found]
     merged = [LiveMessage("log", r) for r in logs] + [LiveMessage("event", r) for r in events]
     merged.sort(key=lambda m: (m.row["ts"], m.kind == "log", m.id))
     return merged
@@ -350,13 +327,13 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     if not origin_allowed(ws):
         await _deny(ws, 403, "Origin not allowed")
         return
-    rt = get_runtime()
+    rt = process_runtime()
     params, problem = _ws_params(dict(ws.query_params))
     resume = _parse_last_event_id(ws.query_params.get("lastEventId"))
     if not problem and ws.query_params.get("lastEventId") and resume is None:
         problem = "lastEventId must be the id of a frame (<log id>-<event id>)"
     holder: dict[str, Subscription] = {
-        "sub": rt.bus.subscribe(make_filter(params), maxsize=QUEUE_SIZE, route=route_of(params))
+        "sub": rt.bus.subscribe(make_filter(params), maxsize=_queue_size(), route=route_of(params))
     }  # before the position
     try:
         start = resume or (await _current_position(rt) if not problem else (0, 0))
@@ -416,7 +393,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
                     await ws.send_text(_control("ERROR", {"error": problem}))
                     continue
                 old = holder["sub"]
-                holder["sub"] = rt.bus.subscribe(make_filter(new_params), maxsize=QUEUE_SIZE, route=route_of(new_params))
+                holder["sub"] = rt.bus.subscribe(make_filter(new_params), maxsize=_queue_size(), route=route_of(new_params))
                 rt.bus.unsubscribe(old)
                 old.close("resubscribe")
                 await ws.send_text(_control("SUBSCRIBED", new_params))
@@ -435,7 +412,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         if holder["sub"].closed_reason == "overflow":
-            log.warning("WebSocket client %s dropped: it stopped reading and its queue of %d overflowed", _client(ws.scope), QUEUE_SIZE)
+            log.warning("WebSocket client %s dropped: it stopped reading and its queue of %d overflowed", _client(ws.scope), _queue_size())
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(ws.close(code=4008, reason="too slow: queue overflowed"), timeout=1)
     finally:
@@ -448,17 +425,15 @@ async def websocket_endpoint(ws: WebSocket) -> None:
                 await asyncio.wait_for(ws.close(), timeout=1)
 
 
-async def _ws_replay(rt: Any, params: dict[str, Any], position: Position) -> list[LiveMessage]:
+async def _ws_replay(rt: Runtime, params: dict[str, Any], position: Position) -> list[LiveMessage]:
     """SSE's replay (logs and events after the position), then the current row of every task whose
     events were missed, for clients that take TASK_UPDATE frames."""
     kinds = set(params.get("kinds") or ("task", "event", "log"))
     missed = await _replay(rt, params, position.last_log, position.last_event)
     out = [m for m in missed if m.kind in kinds]
     if "task" in kinds and not params.get("service") and not params.get("level"):
-        from opsloop.backend.tasks.repository import get_tasks
-
         task_ids = list(dict.fromkeys(m.row["task_id"] for m in missed if m.kind == "event"))
-        out.extend(LiveMessage("task", row) for row in await get_tasks(rt.pool, task_ids))
+        out.extend(LiveMessage("task", task.row()) for task in await rt.tasks.get_many(task_ids))
     return out
 
 

@@ -5,13 +5,25 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from starlette.types import Receive, Scope, Send
 
-from opsloop.backend.api.deps import JSON, caller, corr_param, parse_limit, parse_time, read_json, runtime, text_param, validate
+from opsloop.backend.api.deps import (
+    JSON,
+    Caller,
+    RuntimeDep,
+    TaskStoreDep,
+    caller,
+    corr_param,
+    parse_limit,
+    parse_time,
+    read_json,
+    runtime,
+    text_param,
+    validate,
+)
 from opsloop.backend.api.schemas import TaskCreate, TaskEventCreate, TaskPatch
-from opsloop.backend.auth import Principal
 from opsloop.backend.errors import BadRequest, Unprocessable
-from opsloop.backend.runtime import Runtime
-from opsloop.backend.tasks import repository as repo
-from opsloop.backend.tasks.submit import submit_task
+from opsloop.backend.tasks.model import TaskStatus
+from opsloop.backend.tasks.store import EventFilter, TaskFilter, new_trace_id, parse_task_id
+from opsloop.backend.tasks.submit import submit
 
 router = APIRouter(tags=["tasks"], dependencies=[Depends(caller)])
 MAX_TRACE_ID = 200
@@ -26,7 +38,7 @@ def _trace_id(request: Request) -> str:
     """A caller's X-Trace-Id (kept so its own logs line up), else a new one."""
     given = request.headers.get("x-trace-id")
     if not given:
-        return repo.new_trace_id()
+        return new_trace_id()
     if len(given) > MAX_TRACE_ID:
         raise BadRequest(f"X-Trace-Id is longer than {MAX_TRACE_ID} characters")
     return given
@@ -37,10 +49,10 @@ def _body_schema(model: type) -> dict:
 
 
 @router.post("/task", status_code=202, openapi_extra=_body_schema(TaskCreate), summary="Create a task")
-async def create_task(request: Request, rt: Runtime = Depends(runtime)) -> JSON:
+async def create_task(request: Request, rt: RuntimeDep) -> JSON:
     body = validate(TaskCreate, await read_json(request))
-    task, created = await submit_task(
-        rt.pool,
+    task = await submit(
+        rt.tasks,
         rt.registry,
         type=body.type,
         source=body.source,
@@ -51,7 +63,7 @@ async def create_task(request: Request, rt: Runtime = Depends(runtime)) -> JSON:
         trace_id=_trace_id(request),
     )
     return JSON(
-        {"id": task["id"], "traceId": task["trace_id"], "status": task["status"], "agent": task["agent_slug"], "created": created},
+        {"id": task.id, "traceId": task.trace_id, "status": task.status.value, "agent": task.agent_slug, "created": task.created},
         status_code=202,
     )
 
@@ -71,67 +83,61 @@ class CreateASGI:
 
 
 @router.get("/task/events", summary="Search task events")
-async def list_events(request: Request, rt: Runtime = Depends(runtime)) -> JSON:
+async def list_events(request: Request, store: TaskStoreDep) -> JSON:
     q = request.query_params
-    task_id = repo.parse_task_id(q["taskId"]) if q.get("taskId") else None
-    events, next_cursor = await repo.list_events(
-        rt.pool,
-        task_id=task_id,
+    filters = EventFilter(
+        task_id=parse_task_id(q["taskId"]) if q.get("taskId") else None,
         trace_id=text_param(request, "traceId"),
         correlation_id=corr_param(request),
         actor=text_param(request, "actor"),
         kind=text_param(request, "kind"),
         since=parse_time(q.get("since"), "since"),
         until=parse_time(q.get("until"), "until"),
-        limit=parse_limit(q.get("limit"), 100, 500),
-        cursor=text_param(request, "cursor"),
     )
-    return JSON({"events": events, "next_cursor": next_cursor})
+    events, next_cursor = await store.list_events(filters, limit=parse_limit(q.get("limit"), 100, 500), cursor=text_param(request, "cursor"))
+    return JSON({"events": [e.row() for e in events], "next_cursor": next_cursor})
 
 
 @router.post("/task/event", status_code=202, openapi_extra=_body_schema(TaskEventCreate), summary="Record a task event")
-async def create_event(request: Request, rt: Runtime = Depends(runtime)) -> JSON:
+async def create_event(request: Request, store: TaskStoreDep) -> JSON:
     body = validate(TaskEventCreate, await read_json(request))
     if body.kind in LIFECYCLE_KINDS:
         raise Unprocessable(f"kind {body.kind!r} is reserved for the engine's lifecycle events; report progress with another kind")
-    event = await repo.add_event(
-        rt.pool,
-        task_id=repo.parse_task_id(body.taskId),
+    event = await store.add_event(
+        parse_task_id(body.taskId),
         actor=body.actor,
         kind=body.kind,
         data=body.data,
         correlation_id=body.correlationId,
         trace_id=body.traceId,
     )
-    return JSON({"event": repo.event_camel(event)}, status_code=202)
+    return JSON({"event": event.camel()}, status_code=202)
 
 
 @router.get("/task/{task_id}", summary="A task with its events, oldest first")
-async def get_task(task_id: str, rt: Runtime = Depends(runtime)) -> JSON:
-    task, events = await repo.get_task(rt.pool, repo.parse_task_id(task_id))
-    return JSON({"task": task, "events": events})
+async def get_task(task_id: str, store: TaskStoreDep) -> JSON:
+    task, events = await store.get_with_events(parse_task_id(task_id))
+    return JSON({"task": task.row(), "events": [e.row() for e in events]})
 
 
 @router.get("/tasks", summary="List tasks, newest update first, keyset-paged")
-async def list_tasks(request: Request, rt: Runtime = Depends(runtime)) -> JSON:
+async def list_tasks(request: Request, store: TaskStoreDep) -> JSON:
     q = request.query_params
-    tasks, next_cursor = await repo.list_tasks(
-        rt.pool,
+    filters = TaskFilter(
         status=text_param(request, "status"),
         correlation_id=corr_param(request),
         trace_id=text_param(request, "traceId"),
         type=text_param(request, "type"),
         since=parse_time(q.get("since"), "since"),
         until=parse_time(q.get("until"), "until"),
-        limit=parse_limit(q.get("limit"), 50, 200),
-        cursor=text_param(request, "cursor"),
     )
-    return JSON({"tasks": tasks, "next_cursor": next_cursor})
+    tasks, next_cursor = await store.list(filters, limit=parse_limit(q.get("limit"), 50, 200), cursor=text_param(request, "cursor"))
+    return JSON({"tasks": [t.row() for t in tasks], "next_cursor": next_cursor})
 
 
 @router.patch("/task/{task_id}", openapi_extra=_body_schema(TaskPatch), summary="Update a task at a known version")
-async def patch_task(task_id: str, request: Request, rt: Runtime = Depends(runtime), who: Principal = Depends(caller)) -> JSON:
-    tid = repo.parse_task_id(task_id)
+async def patch_task(task_id: str, request: Request, rt: RuntimeDep, who: Caller) -> JSON:
+    tid = parse_task_id(task_id)
     data = await read_json(request)
     if isinstance(data, dict) and "ifVersion" not in data:
         raise BadRequest("ifVersion is required")
@@ -140,21 +146,21 @@ async def patch_task(task_id: str, request: Request, rt: Runtime = Depends(runti
     changes = {fields.get(k, k): getattr(body, k) for k in body.model_fields_set if k != "ifVersion"}
     if not changes:
         raise BadRequest("nothing to change: give at least one of status, result, error, payload, correlationId")
-    task = await repo.patch_task(rt.pool, tid, body.ifVersion, changes, actor=who.name)
-    if task["status"] == "queued":
+    task = await rt.tasks.patch(tid, body.ifVersion, changes, actor=who.name)
+    if task.status is TaskStatus.QUEUED:
         rt.dispatcher.wake()
-    return JSON({"task": task})
+    return JSON({"task": task.row()})
 
 
 @router.post("/task/{task_id}/cancel", summary="Cancel a queued or running task")
-async def cancel_task(task_id: str, rt: Runtime = Depends(runtime), who: Principal = Depends(caller)) -> JSON:
-    task = await repo.cancel_task(rt.pool, repo.parse_task_id(task_id), actor=who.name)
+async def cancel_task(task_id: str, rt: RuntimeDep, who: Caller) -> JSON:
+    task = await rt.tasks.cancel(parse_task_id(task_id), actor=who.name)
     await rt.notify_agent_cancel(task)
-    return JSON({"task": task})
+    return JSON({"task": task.row()})
 
 
 @router.post("/task/{task_id}/retry", summary="Queue a failed or cancelled task again")
-async def retry_task(task_id: str, rt: Runtime = Depends(runtime), who: Principal = Depends(caller)) -> JSON:
-    task = await repo.retry_task(rt.pool, repo.parse_task_id(task_id), actor=who.name)
+async def retry_task(task_id: str, rt: RuntimeDep, who: Caller) -> JSON:
+    task = await rt.tasks.retry(parse_task_id(task_id), actor=who.name)
     rt.dispatcher.wake()  # queued again: claim it now, not at the next poll
-    return JSON({"task": task})
+    return JSON({"task": task.row()})
