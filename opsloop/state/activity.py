@@ -10,14 +10,14 @@ from urllib.parse import urlencode
 import reflex as rx
 
 from opsloop.backend.live.bus import LiveMessage
+from opsloop.backend.live.filter import live_filter
 from opsloop.backend.logs.repository import search_logs
 from opsloop.backend.models import LOG_LEVELS
 from opsloop.backend.paging import encode_cursor
-from opsloop.backend.tasks.repository import list_events
 from opsloop.state.access import runtime
 from opsloop.state.display import activity_item
 from opsloop.state.live import watch
-from opsloop.state.live_view import LiveFilter, LiveParams, LiveView, live_filter
+from opsloop.state.live_view import LiveFilter, LiveParams, LiveView
 from opsloop.state.merge import merge_activity
 
 MAX_ITEMS = 200
@@ -62,7 +62,8 @@ class ActivityState(LiveView, rx.State):
         )
         events: list[dict[str, Any]] = []
         if not self.level and not self.service:
-            events, _ = await list_events(pool, limit=PAGE, cursor=None if self._oldest_event is None else _cursor(self._oldest_event))
+            found, _ = await runtime().tasks.list_events(limit=PAGE, cursor=None if self._oldest_event is None else _cursor(self._oldest_event))
+            events = [e.row() for e in found]
         if logs:
             self._oldest_log = logs[-1]["id"]
         if events:
@@ -90,7 +91,7 @@ class ActivityState(LiveView, rx.State):
             self._held, self.pending = [], 0
 
     @classmethod
-    def live_filter(cls, params: LiveParams) -> LiveFilter:
+    def live_filter_for(cls, params: LiveParams) -> LiveFilter:
         return activity_filter(params)
 
     async def _apply_live(self, msgs: list[LiveMessage]) -> None:

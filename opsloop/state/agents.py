@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import reflex as rx
@@ -34,7 +35,7 @@ class AgentsState(LiveView, rx.State):
         ]
 
     @rx.event
-    async def load(self) -> None:
+    async def load(self) -> AsyncIterator[None]:
         self.loading = True
         yield
         await self._refresh()
@@ -45,7 +46,7 @@ class AgentsState(LiveView, rx.State):
         return None
 
     @classmethod
-    def live_filter(cls, params: LiveParams) -> LiveFilter:
+    def live_filter_for(cls, params: LiveParams) -> LiveFilter:
         return no_messages  # refreshed by ticks only
 
     async def _live_tick(self) -> None:

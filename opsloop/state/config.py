@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import reflex as rx
 
 from opsloop.backend.config_matrix import collect_reports
@@ -39,7 +41,7 @@ class ConfigState(rx.State):
     error: str = ""
 
     @rx.event
-    async def load(self) -> None:
+    async def load(self) -> AsyncIterator[None]:
         self.loading = True
         self.error = ""
         yield

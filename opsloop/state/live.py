@@ -18,13 +18,11 @@ from opsloop.state.live_view import LiveParams, LiveView
 
 def watch(view: LiveView, params: LiveParams | None = None) -> None:
     """This tab now shows `view`'s page with `params`; later changes are pushed to it."""
-    if not isinstance(view, rx.State):
-        raise TypeError(f"{type(view).__name__} is a LiveView but not an rx.State")
     params = dict(params or {})
     if isinstance(view, LiveView):
-        accepts = view.live_filter(params)
-    else:  # state/render.py, until it derives from LiveView (issue 12, the Render plugin's part)
-        accepts = functools.partial(type(view).live_accepts, params)
+        accepts = view.live_filter_for(params)
+    else:  # state/render.py, until it derives from LiveView (the Render plugin's part of issue 12)
+        accepts = functools.partial(getattr(type(view), "live_accepts"), params)  # noqa: B009
     dashboard().pusher.watch(view.router.session.client_token, type(view), params, accepts)
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from opsloop.backend.live.bus import LiveMessage
-from opsloop.backend.tasks import repository as repo
+from opsloop.backend.tasks.store import task_cursor
 from opsloop.state.display import activity_item, event_row, log_row, task_table_row
 from opsloop.state.live_view import LiveFilter
 
@@ -79,7 +79,7 @@ def merge_task_page(shown: TaskPage, msgs: Sequence[LiveMessage], *, accepts: Li
             fresh.append(new)
         else:
             continue
-        fresh_cursors[new["id"]] = cached(msg, "dashboard.task_cursor", repo.task_cursor)
+        fresh_cursors[new["id"]] = cached(msg, "dashboard.task_cursor", task_cursor)
     rows = fresh[::-1] + rows
     if status:
         rows = [r for r in rows if r["status"] == status]
@@ -109,12 +109,19 @@ class ActivityMerge:
 def merge_activity(
     items: list[Row], held: list[Row], msgs: Sequence[LiveMessage], *, accepts: LiveFilter, paused: bool, max_items: int
 ) -> ActivityMerge:
-    fresh = [cached(m, "dashboard.activity_item", lambda row, kind=m.kind: activity_item(kind, row)) for m in reversed(msgs) if accepts(m)]
+    fresh = [_activity_item(m) for m in reversed(msgs) if accepts(m)]
     if not fresh:
         return ActivityMerge(None, None)
     if paused:
         return ActivityMerge(None, (fresh + held)[:max_items])
     return ActivityMerge((fresh + items)[:max_items], None)
+
+
+def _activity_item(msg: LiveMessage) -> Row:
+    if "dashboard.activity_item" not in msg.cache:
+        msg.cache["dashboard.activity_item"] = activity_item(msg.kind, msg.row)
+    item: Row = msg.cache["dashboard.activity_item"]
+    return item
 
 
 # -- one task --------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import reflex as rx
 
 from opsloop.backend import jsonutil
 from opsloop.backend.errors import DomainError
-from opsloop.backend.tasks.submit import submit_task
+from opsloop.backend.tasks.submit import submit
 from opsloop.state.access import runtime
 
 MAX_PAYLOAD_CHARS = 64_000
@@ -92,8 +92,8 @@ class NewTaskState(rx.State):
         yield
         rt = runtime()
         try:
-            row, _ = await submit_task(
-                rt.pool,
+            created = await submit(
+                rt.tasks,
                 rt.registry,
                 type=self.task_type,
                 source=self.source.strip(),
@@ -105,4 +105,4 @@ class NewTaskState(rx.State):
             self.submitting = False
             return
         self.submitting = False
-        yield rx.redirect(f"/dashboard/tasks/{row['id']}")
+        yield rx.redirect(f"/dashboard/tasks/{created.id}")

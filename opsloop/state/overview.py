@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import reflex as rx
 
 from opsloop.backend.live.bus import LiveMessage
@@ -25,7 +27,7 @@ class OverviewState(LiveView, rx.State):
         self.totals = {k: int(v or 0) for k, v in data["totals"].items()}
 
     @rx.event
-    async def load(self) -> None:
+    async def load(self) -> AsyncIterator[None]:
         window = self.router.url.query_parameters.get("window", "1h")
         self.window = window if window in WINDOWS else "1h"
         self.loading = True
@@ -40,7 +42,7 @@ class OverviewState(LiveView, rx.State):
         return rx.redirect(f"/?window={value}")
 
     @classmethod
-    def live_filter(cls, params: LiveParams) -> LiveFilter:
+    def live_filter_for(cls, params: LiveParams) -> LiveFilter:
         return no_messages  # refreshed by ticks only
 
     async def _apply_live(self, msgs: list[LiveMessage]) -> None:

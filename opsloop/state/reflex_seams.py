@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qs
 
 import reflex as rx
 from reflex.event import EventHandler
+from reflex.state import BaseState
 
 ConnectHook = Callable[[str, dict[str, Any]], Awaitable[None]]
 
@@ -52,8 +54,6 @@ def before_connect(app: rx.App, hook: ConnectHook) -> None:
 
     No public API: Reflex offers no connect hook, so `event_namespace.on_connect` is wrapped
     (once; the namespace exists once the app is mounted, i.e. in a lifespan task)."""
-    from urllib.parse import parse_qs
-
     namespace = app.event_namespace
     if namespace is None or getattr(namespace, "_opsloop_hooked", False):
         return
@@ -69,7 +69,7 @@ def before_connect(app: rx.App, hook: ConnectHook) -> None:
     namespace._opsloop_hooked = True  # type: ignore[attr-defined]  # marks the namespace as wrapped
 
 
-def root_of(state: rx.State) -> rx.State:
+def root_of(state: BaseState) -> BaseState:
     """The root of a client's state tree (what a middleware may be handed is not documented);
     `parent_state` is a public attribute."""
     while state.parent_state is not None:

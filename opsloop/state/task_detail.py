@@ -9,12 +9,12 @@ import reflex as rx
 
 from opsloop.backend.errors import DomainError
 from opsloop.backend.live.bus import LiveMessage
+from opsloop.backend.live.filter import live_filter
 from opsloop.backend.logs.repository import search_logs
-from opsloop.backend.tasks import repository as repo
 from opsloop.state.access import runtime
 from opsloop.state.display import event_row, log_row, pretty_block, task_row
 from opsloop.state.live import watch
-from opsloop.state.live_view import LiveFilter, LiveParams, LiveView, live_filter
+from opsloop.state.live_view import LiveFilter, LiveParams, LiveView
 from opsloop.state.merge import merge_task_detail
 from opsloop.state.session import current_user
 
@@ -64,7 +64,7 @@ class TaskDetailState(LiveView, rx.State):
         try:
             if task_id is None:
                 raise DomainError("Task not found")
-            row, events = await repo.get_task(rt.pool, task_id)
+            task, events = await rt.tasks.get_with_events(task_id)
             logs, _ = await search_logs(rt.pool, task_id=task_id, limit=MAX_LINES)
         except DomainError:
             self.found = False
@@ -73,14 +73,14 @@ class TaskDetailState(LiveView, rx.State):
             self.loading = False
             return
         self.found = True
-        self._show(row)
-        self.events = [event_row(e) for e in events[-MAX_LINES:]]
+        self._show(task.row())
+        self.events = [event_row(e.row()) for e in events[-MAX_LINES:]]
         self.logs = [log_row(entry) for entry in reversed(logs)]
         self.loading = False
         watch(self, {"task_id": str(task_id)})
 
     @classmethod
-    def live_filter(cls, params: LiveParams) -> LiveFilter:
+    def live_filter_for(cls, params: LiveParams) -> LiveFilter:
         """The task's own changes, its events and its log lines."""
         return live_filter(task_id=params.get("task_id", ""))
 
@@ -101,16 +101,16 @@ class TaskDetailState(LiveView, rx.State):
         rt = runtime()
         try:
             if action == "cancel":
-                row = await repo.cancel_task(rt.pool, task_id, actor=actor)
-                await rt.notify_agent_cancel(row)
+                task = await rt.tasks.cancel(task_id, actor=actor)
+                await rt.notify_agent_cancel(task)
             else:
-                row = await repo.retry_task(rt.pool, task_id, actor=actor)
+                task = await rt.tasks.retry(task_id, actor=actor)
         except DomainError as exc:
             self.error = exc.message
             return
         self.error = ""
         self.notice = "Task cancelled." if action == "cancel" else "Task queued again."
-        self._show(row)
+        self._show(task.row())
 
     @rx.event
     async def cancel(self) -> None:

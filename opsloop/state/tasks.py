@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -11,19 +12,21 @@ from urllib.parse import urlencode
 import reflex as rx
 
 from opsloop.backend.errors import DomainError
-from opsloop.backend.live.bus import LiveMessage
+from opsloop.backend.live.bus import Kind, LiveMessage
+from opsloop.backend.live.filter import live_filter
 from opsloop.backend.models import TASK_STATUSES
-from opsloop.backend.tasks import repository as repo
+from opsloop.backend.tasks.store import TaskFilter, task_cursor
 from opsloop.state.access import CountsKey, dashboard, runtime
 from opsloop.state.display import task_table_row
 from opsloop.state.live import watch
-from opsloop.state.live_view import LiveFilter, LiveParams, LiveView, live_filter
+from opsloop.state.live_view import LiveFilter, LiveParams, LiveView
 from opsloop.state.merge import TaskPage, merge_task_page
 
 log = logging.getLogger("opsloop.dashboard.tasks")
 PAGE_SIZE = 25
 WINDOWS = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 FILTER_KEYS = ("status", "type", "corr", "trace", "window")
+TASK_CHANGES: frozenset[Kind] = frozenset({"task"})
 
 
 def counts_key(params: LiveParams) -> CountsKey:
@@ -33,8 +36,7 @@ def counts_key(params: LiveParams) -> CountsKey:
 
 def _count_query(params: LiveParams) -> Callable[[], Awaitable[dict[str, int]]]:
     async def count() -> dict[str, int]:
-        filters = {k: v for k, v in query_filters(params).items() if k != "status"}  # "since" as of the query
-        return await repo.count_by_status(runtime().pool, **filters)
+        return await runtime().tasks.count_by_status(replace(task_filter(params), status=None))  # "since" as of the query
 
     return count
 
@@ -61,18 +63,19 @@ def live_counts(params: LiveParams, changed: bool = True) -> dict[str, int] | No
 def tasks_filter(params: LiveParams) -> LiveFilter:
     """The tasks view's live filter: task changes matching its type, correlation and trace id
     (the status is applied by the merge: a row that leaves the status leaves the page)."""
-    return live_filter(kinds=("task",), type=params.get("type", ""), correlation_id=params.get("corr", ""), trace_id=params.get("trace", ""))
+    return live_filter(kinds=TASK_CHANGES, type=params.get("type", ""), correlation_id=params.get("corr", ""), trace_id=params.get("trace", ""))
 
 
-def query_filters(params: LiveParams) -> dict[str, Any]:
+def task_filter(params: LiveParams) -> TaskFilter:
+    """The store's filter for the view's URL filters (an unknown status or window is ignored)."""
     window = WINDOWS.get(params.get("window", ""))
-    return {
-        "status": params.get("status") if params.get("status") in TASK_STATUSES else None,
-        "type": params.get("type") or None,
-        "correlation_id": params.get("corr") or None,
-        "trace_id": params.get("trace") or None,
-        "since": datetime.now(UTC) - window if window else None,
-    }
+    return TaskFilter(
+        status=params["status"] if params.get("status") in TASK_STATUSES else None,
+        type=params.get("type") or None,
+        correlation_id=params.get("corr") or None,
+        trace_id=params.get("trace") or None,
+        since=datetime.now(UTC) - window if window else None,
+    )
 
 
 class TaskRowsState(rx.State):
@@ -118,15 +121,14 @@ class TasksState(LiveView, rx.State):
     async def _fetch(self) -> None:
         self.loading = True
         self.error = ""
-        filters = query_filters(self._params())
         try:
-            rows, self._next_cursor = await repo.list_tasks(runtime().pool, limit=PAGE_SIZE, cursor=self._cursors[self.page - 1], **filters)
+            tasks, self._next_cursor = await runtime().tasks.list(task_filter(self._params()), limit=PAGE_SIZE, cursor=self._cursors[self.page - 1])
             counts = await cached_counts(self._params())
         except DomainError as exc:
             self.error = exc.message
-            rows, counts = [], {}
-        (await self.get_state(TaskRowsState)).rows = [task_table_row(r) for r in rows]
-        self._placed = {str(r["id"]): repo.task_cursor(r) for r in rows}
+            tasks, counts = [], {}
+        (await self.get_state(TaskRowsState)).rows = [task_table_row(t.row()) for t in tasks]
+        self._placed = {str(t.id): task_cursor(t) for t in tasks}
         self.has_next = self._next_cursor is not None
         self.counts = _count_items(counts)
         self.loading = False
@@ -151,8 +153,7 @@ class TasksState(LiveView, rx.State):
     @rx.event
     async def next_page(self) -> None:
         shown = (await self.get_state(TaskRowsState)).get_value("rows")
-        last = shown[-1]["id"] if shown else None
-        cursor = self._placed.get(last) or self._next_cursor
+        cursor = (self._placed.get(shown[-1]["id"]) if shown else None) or self._next_cursor
         if cursor is None:
             return
         self._cursors = [*self._cursors[: self.page], cursor]
@@ -166,7 +167,7 @@ class TasksState(LiveView, rx.State):
             await self._fetch()
 
     @classmethod
-    def live_filter(cls, params: LiveParams) -> LiveFilter:
+    def live_filter_for(cls, params: LiveParams) -> LiveFilter:
         return tasks_filter(params)
 
     async def _apply_live(self, msgs: list[LiveMessage]) -> None:

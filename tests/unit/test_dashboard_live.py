@@ -13,8 +13,9 @@ from typing import Any, cast
 import reflex as rx
 
 from opsloop.backend.live.bus import LiveBus, LiveMessage
+from opsloop.backend.live.filter import live_filter
 from opsloop.state import pusher as pusher_module
-from opsloop.state.live_view import LiveFilter, LiveParams, LiveView, live_filter, no_messages
+from opsloop.state.live_view import LiveFilter, LiveParams, LiveView, no_messages
 from opsloop.state.pusher import LivePusher
 from opsloop.state.shared_cache import SharedCache
 
@@ -23,7 +24,7 @@ class FakeView(LiveView, rx.State):
     """A view as the pusher sees it; its tabs' states are the fake app's `Tab`s."""
 
     @classmethod
-    def live_filter(cls, params: LiveParams) -> LiveFilter:
+    def live_filter_for(cls, params: LiveParams) -> LiveFilter:
         return live_filter(level=params.get("level", ""))
 
     async def _apply_live(self, msgs: list[LiveMessage]) -> None:
@@ -32,7 +33,7 @@ class FakeView(LiveView, rx.State):
 
 class TickOnly(LiveView, rx.State):
     @classmethod
-    def live_filter(cls, params: LiveParams) -> LiveFilter:
+    def live_filter_for(cls, params: LiveParams) -> LiveFilter:
         return no_messages
 
     async def _apply_live(self, msgs: list[LiveMessage]) -> None:
@@ -85,9 +86,9 @@ async def test_each_connected_tab_gets_only_what_its_filter_takes() -> None:
     pusher = LivePusher(NO_BUS)
     tabs = {"warn": Tab(), "all": Tab(), "away": Tab(), "ticks": Tab()}
     app = cast(rx.App, FakeApp(tabs, connected={"warn", "all", "ticks"}))
-    pusher.watch("warn", FakeView, {"level": "warn"}, FakeView.live_filter({"level": "warn"}))
-    pusher.watch("all", FakeView, {}, FakeView.live_filter({}))
-    pusher.watch("away", FakeView, {}, FakeView.live_filter({}))
+    pusher.watch("warn", FakeView, {"level": "warn"}, FakeView.live_filter_for({"level": "warn"}))
+    pusher.watch("all", FakeView, {}, FakeView.live_filter_for({}))
+    pusher.watch("away", FakeView, {}, FakeView.live_filter_for({}))
     pusher.watch("ticks", TickOnly, {}, no_messages)
     await pusher.deliver(app, [line(1, "info"), line(2, "warn")])
     assert tabs["warn"].applied == [[2]] and tabs["all"].applied == [[1, 2]]
@@ -99,7 +100,7 @@ async def test_each_connected_tab_gets_only_what_its_filter_takes() -> None:
 async def test_a_tab_gone_for_good_is_forgotten(monkeypatch) -> None:
     pusher = LivePusher(NO_BUS)
     tabs = {"away": Tab()}
-    pusher.watch("away", FakeView, {}, FakeView.live_filter({}))
+    pusher.watch("away", FakeView, {}, FakeView.live_filter_for({}))
     monkeypatch.setattr(pusher_module, "GONE_AFTER_S", -1.0)
     await pusher.deliver(cast(rx.App, FakeApp(tabs, connected=set())), [line(1, "info")])
     assert "away" not in pusher._interests

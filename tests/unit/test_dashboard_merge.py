@@ -9,13 +9,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import reflex as rx
 
 from opsloop.backend.live.bus import LiveMessage
-from opsloop.backend.tasks import repository as repo
+from opsloop.backend.tasks.store import task_cursor
 from opsloop.state.activity import ActivityState, activity_filter
 from opsloop.state.agents import AgentsState
 from opsloop.state.display import task_table_row
-from opsloop.state.live_view import LiveView, live_filter, no_messages, ticks
+from opsloop.state.live_view import LiveView, no_messages, ticks
 from opsloop.state.merge import TaskPage, merge_activity, merge_task_detail, merge_task_page
 from opsloop.state.overview import OverviewState
 from opsloop.state.task_detail import TaskDetailState
@@ -51,7 +52,7 @@ def changed(row: dict[str, Any]) -> LiveMessage:
 def shown(*ns: int, has_next: bool = False, **fields: Any) -> TaskPage:
     """A page showing tasks `ns` (in that order), as the view loaded it."""
     rows = [task(n, **fields) for n in ns]
-    return TaskPage([task_table_row(r) for r in rows], {str(r["id"]): repo.task_cursor(r) for r in rows}, has_next)
+    return TaskPage([task_table_row(r) for r in rows], {str(r["id"]): task_cursor(r) for r in rows}, has_next)
 
 
 def ids(page: TaskPage) -> list[int]:
@@ -70,7 +71,7 @@ def test_new_tasks_appear_on_top_newest_first() -> None:
     out = merge(shown(3, 2, 1), [changed(task(4)), changed(task(5))])
     assert ids(out.page) == [5, 4, 3, 2, 1]
     assert out.rows_changed and out.placed_changed and not out.page.has_next
-    assert out.page.placed[str(uuid.UUID(int=5))] == repo.task_cursor(task(5))
+    assert out.page.placed[str(uuid.UUID(int=5))] == task_cursor(task(5))
 
 
 def test_an_update_changes_its_row_in_place_and_an_older_version_never_wins() -> None:
@@ -177,7 +178,7 @@ def test_task_detail_takes_newer_versions_and_new_lines_once() -> None:
 
 
 def test_the_detail_filter_takes_the_task_its_events_and_its_lines() -> None:
-    accepts = TaskDetailState.live_filter({"task_id": str(uuid.UUID(int=1))})
+    accepts = TaskDetailState.live_filter_for({"task_id": str(uuid.UUID(int=1))})
     assert accepts(changed(task(1))) and accepts(event(5))
     assert not accepts(changed(task(2))) and not accepts(log_line(1))
 
@@ -190,21 +191,13 @@ def test_the_live_views_declare_the_interface() -> None:
         assert issubclass(view, LiveView)
     assert ticks(TasksState) and ticks(OverviewState) and ticks(AgentsState)
     assert not ticks(ActivityState) and not ticks(TaskDetailState)
-    assert OverviewState.live_filter({}) is no_messages
+    assert OverviewState.live_filter_for({}) is no_messages
 
 
 def test_a_view_without_its_merge_is_refused_at_import() -> None:
     with pytest.raises(TypeError, match="_apply_live"):
 
-        class Incomplete(LiveView):
+        class Incomplete(LiveView, rx.State):
             @classmethod
-            def live_filter(cls, params):
+            def live_filter_for(cls, params):
                 return no_messages
-
-
-def test_the_live_filter_matches_the_streams_rules() -> None:
-    only_warn = live_filter(level="warn")
-    assert only_warn(log_line(1, level="warn")) and not only_warn(changed(task(1))) and not only_warn(event(1))
-    by_trace = live_filter(trace_id="trace-1")
-    assert by_trace(changed(task(1))) and not by_trace(changed(task(2)))
-    assert live_filter(kinds=("log",))(log_line(1)) and not live_filter(kinds=("log",))(event(1))
