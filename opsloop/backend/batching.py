@@ -103,6 +103,10 @@ class GroupCommit(Generic[T, R]):
             for one in group:
                 await self._write_group([one])
             return
+        except asyncio.CancelledError:  # closed while writing: its callers are cancelled too
+            for _, future in group:
+                future.cancel()
+            raise
         except BaseException as exc:  # the database is down: every item of the group gets the error
             for _, future in group:
                 _settle(future, exc=exc)

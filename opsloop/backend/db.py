@@ -6,10 +6,9 @@ plain SQL (fast, visible); SQLAlchemy is only used by alembic.
 
 from __future__ import annotations
 
-import os
+import functools
 import time
 import weakref
-from pathlib import Path
 
 import psycopg
 from psycopg.rows import dict_row
@@ -25,15 +24,16 @@ set_json_loads(jsonutil.loads)
 
 def database_url() -> str:
     """The configured server, or the embedded one (started on demand) when none is configured."""
-    url = get_settings().database_url
-    if url:
-        return url
+    return get_settings().database_url or _embedded_url()
+
+
+@functools.cache
+def _embedded_url() -> str:
+    """Started once per process; later lookups reuse it. Child processes get it from whoever
+    starts them (`opsloop dev` passes DATABASE_URL in their environment), not from ours."""
     from opsloop.backend.embedded_db import start_embedded
 
-    url = start_embedded()
-    os.environ["DATABASE_URL"] = url  # child processes and later lookups reuse the same server
-    get_settings.cache_clear()
-    return url
+    return start_embedded()
 
 
 def sqlalchemy_url(url: str | None = None) -> str:
@@ -118,13 +118,3 @@ def _alembic(command: str, revision: str, url: str | None) -> None:
     cfg.attributes["url"] = sqlalchemy_url(url)
     cfg.attributes["skip_logging_config"] = True
     getattr(alembic_command, command)(cfg, revision)
-
-
-def check_connection(url: str | None = None, timeout: float = 3.0) -> None:
-    """Raise if the server cannot be reached (used by boot checks and `/health`)."""
-    with psycopg.connect(url or database_url(), connect_timeout=int(timeout)) as conn:
-        conn.execute("SELECT 1")
-
-
-def project_data_dir() -> Path:
-    return PROJECT_ROOT / ".data"

@@ -1,6 +1,6 @@
 """Table definitions (SQLModel), the schema alembic migrates to.
 
-Hot paths read and write these tables with plain SQL through psycopg (see `queries/`), so the
+Hot paths read and write these tables with plain SQL through psycopg (see `sql/`), so the
 models exist for the schema, migrations and the autogenerate drift test; column names are the
 REST contract's snake_case row fields.
 """
@@ -15,7 +15,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlmodel import Field, SQLModel
 
-TASK_STATUSES = ("queued", "running", "done", "error", "cancelled")
+from opsloop.backend.tasks.model import STATUSES, TaskStatus
+
+TASK_STATUSES = STATUSES  # the values of tasks.model.TaskStatus
 LOG_LEVELS = ("debug", "info", "warn", "error")
 
 metadata = SQLModel.metadata
@@ -51,7 +53,7 @@ class Task(SQLModel, table=True):
     id: uuid.UUID = Field(sa_column=sa.Column(pg.UUID(as_uuid=True), primary_key=True, server_default=sa.text("gen_random_uuid()")))
     type: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     source: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
-    status: str = Field(sa_column=sa.Column(sa.Text, nullable=False, server_default="queued"))
+    status: str = Field(sa_column=sa.Column(sa.Text, nullable=False, server_default=TaskStatus.QUEUED.value))
     payload: Any = Field(default=None, sa_column=sa.Column(pg.JSONB, nullable=True))
     result: Any = Field(default=None, sa_column=sa.Column(pg.JSONB, nullable=True))
     error: Any = Field(default=None, sa_column=sa.Column(pg.JSONB, nullable=True))

@@ -27,6 +27,7 @@ from opsloop.backend.live import codec
 from opsloop.backend.live.bus import LiveBus
 from opsloop.backend.logs import repository as logs_repo
 from opsloop.backend.logs.writer import LogWriter
+from opsloop.backend.sessions import SessionStore
 from opsloop.backend.tasks.dispatcher import Dispatcher
 from opsloop.backend.tasks.model import Task
 from opsloop.backend.tasks.store import TaskStore
@@ -46,6 +47,7 @@ class Runtime:
         pool_size = max(4, min(20, self.settings.DISPATCH_CONCURRENCY // 4 + 4))
         self.pool = db.make_pool(self.url, min_size=2, max_size=pool_size, name="opsloop-app")
         self.registry = Registry(self.pool)
+        self.sessions = SessionStore(self.pool, self.settings)  # signed-in sessions, cached and revocable
         self.tasks = TaskStore(self.pool)  # every statement on tasks and task events; owns the create group commit
         self.logs = logs_repo.LogStore(self.pool)  # log lines; owns the single-line group commit of POST /log
         self.bus = LiveBus(self.url, report=lambda level, message, data: self.writer.log(level, message, data))

@@ -21,7 +21,7 @@ from http.cookies import CookieError, SimpleCookie
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from psycopg_pool import AsyncConnectionPool
 
-from opsloop.backend.config import Settings, get_settings
+from opsloop.backend.config import Settings
 
 COOKIE = "opsloop_session"
 SALT = "opsloop-session-v2"
@@ -172,15 +172,9 @@ class SessionStore:
         return {r["id"] for r in rows}
 
 
-_store: SessionStore | None = None
-
-
 def store() -> SessionStore:
-    """The process's session store, on the runtime's pool."""
-    global _store
-    from opsloop.backend.runtime import get_runtime
+    """Deprecated: the runtime's session store (`Runtime.sessions`), for the callers that do not
+    receive it yet (the dashboard's gate and session states). Routes use `api.deps.session_store`."""
+    from opsloop.backend.api.deps import process_runtime
 
-    rt = get_runtime()
-    if _store is None or _store.pool is not rt.pool:
-        _store = SessionStore(rt.pool, get_settings())
-    return _store
+    return process_runtime().sessions

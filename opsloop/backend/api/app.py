@@ -24,13 +24,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from opsloop.backend.api import openapi
 from opsloop.backend.api.body_limit import counting, declared_too_large, too_large_message
 from opsloop.backend.api.csrf import CrossSiteGuard
-from opsloop.backend.api.deps import JSON, caller, error
+from opsloop.backend.api.deps import JSON, caller, error, process_runtime
 from opsloop.backend.api.hot_routes import HotRoutes
 from opsloop.backend.api.routes import agents, health, logs, session, stream, tasks
 from opsloop.backend.api.security_headers import SecurityHeaders
 from opsloop.backend.config import get_settings
 from opsloop.backend.errors import DomainError
-from opsloop.backend.runtime import get_runtime
 from opsloop.plugins import installed as installed_plugins
 
 log = logging.getLogger("opsloop.api")
@@ -59,7 +58,7 @@ def create_api(*, manage_runtime: bool = False) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if manage_runtime:
-            rt = get_runtime()
+            rt = process_runtime()
             await rt.start()
             try:
                 yield

@@ -14,6 +14,7 @@ from opsloop.backend.api.identity import identify
 from opsloop.backend.auth import Principal
 from opsloop.backend.errors import BadRequest
 from opsloop.backend.runtime import Runtime, get_runtime
+from opsloop.backend.sessions import SessionStore
 from opsloop.backend.tasks.store import TaskStore
 
 M = TypeVar("M", bound=BaseModel)
@@ -66,6 +67,11 @@ async def runtime() -> Runtime:
 
 async def task_store(rt: Annotated[Runtime, Depends(runtime)]) -> TaskStore:
     return rt.tasks
+
+
+def session_store() -> SessionStore:
+    """The runtime's session store (sessions are looked up before the runtime has started too)."""
+    return get_runtime().sessions
 
 
 RuntimeDep = Annotated[Runtime, Depends(runtime)]

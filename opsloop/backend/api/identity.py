@@ -16,7 +16,7 @@ from opsloop.backend import limiter
 from opsloop.backend.api.proxies import trusted_proxies
 from opsloop.backend.auth import Principal, authenticate
 from opsloop.backend.config import get_settings
-from opsloop.backend.sessions import COOKIE, store
+from opsloop.backend.sessions import COOKIE
 
 
 def too_many(wait: float, what: str) -> HTTPException:
@@ -34,7 +34,11 @@ async def identify(conn: HTTPConnection) -> Principal | None:
     internal_key = headers.get("x-internal-key")
     if authorization is None and internal_key is None:
         token = conn.cookies.get(COOKIE)
-        session = await store().lookup(token) if token else None
+        if not token:
+            return None
+        from opsloop.backend.api.deps import session_store  # deps imports this module
+
+        session = await session_store().lookup(token)
         return Principal("operator", session.user) if session else None
     return authenticate_limited(conn, authorization, internal_key)
 

@@ -11,10 +11,10 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
-from opsloop.backend.api.deps import JSON, caller
+from opsloop.backend.api.deps import JSON, caller, process_runtime
 from opsloop.backend.api.openapi import PUBLIC
 from opsloop.backend.config import validate_config
-from opsloop.backend.runtime import APP_SERVICE, get_runtime
+from opsloop.backend.runtime import APP_SERVICE
 
 public = APIRouter(tags=["health"])
 router = APIRouter(tags=["config"], dependencies=[Depends(caller)])
@@ -74,7 +74,7 @@ class ConfigMatrix(BaseModel):
     openapi_extra={"security": PUBLIC},
 )
 async def health() -> JSON:
-    rt = get_runtime()
+    rt = process_runtime()
     now = datetime.now(UTC).isoformat()
     try:
         if not rt.started:
@@ -109,4 +109,4 @@ async def config_validate() -> JSON:
 async def config_matrix() -> JSON:
     from opsloop.backend.config_matrix import collect_reports
 
-    return JSON({"services": await collect_reports(get_runtime())})
+    return JSON({"services": await collect_reports(process_runtime())})

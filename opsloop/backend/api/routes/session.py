@@ -15,14 +15,14 @@ from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
 from opsloop.backend import limiter
-from opsloop.backend.api.deps import error
+from opsloop.backend.api.deps import error, session_store
 from opsloop.backend.api.identity import client_key, too_many
 from opsloop.backend.api.openapi import ERROR, PUBLIC
 from opsloop.backend.api.proxies import trusted_proxies
 from opsloop.backend.auth import check_password
 from opsloop.backend.config import get_settings
 from opsloop.backend.redirects import safe_next
-from opsloop.backend.sessions import COOKIE, store
+from opsloop.backend.sessions import COOKIE
 
 router = APIRouter(tags=["session"])
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -63,12 +63,12 @@ async def login(request: Request) -> Response:
     if not check_password(get_settings(), username, password):
         return RedirectResponse(f"/login?error=1&next={quote(next_path)}", status_code=303)
     limiter.logins.forgive(key)
-    token, _ = await store().create(username)
+    token, _ = await session_store().create(username)
     response = RedirectResponse(next_path, status_code=303)
     response.set_cookie(
         COOKIE,
         token,
-        max_age=int(store().max_age_s),
+        max_age=int(session_store().max_age_s),
         httponly=True,
         samesite="lax",
         secure=trusted_proxies().is_tls(request.scope),
@@ -86,7 +86,7 @@ async def login(request: Request) -> Response:
     openapi_extra={"security": PUBLIC},
 )
 async def logout(request: Request) -> RedirectResponse:
-    await store().revoke(request.cookies.get(COOKIE))
+    await session_store().revoke(request.cookies.get(COOKIE))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax")
     return response
