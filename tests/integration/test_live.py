@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import itertools
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -114,7 +113,9 @@ def test_changes_on_a_reach_b_in_order_and_once(stack: Stack, a: httpx.Client, b
         ws.wait_count("TASK_EVENT", len(event_ids), where=lambda d: d["taskId"] == task_id)
         ws.wait_count("LOG", len(log_ids), where=lambda d: d["trace_id"] == trace)
         ws.wait_count("TASK_UPDATE", 1, where=lambda d: d["task"]["id"] == task_id and d["task"]["version"] == final["version"])
-        time.sleep(0.3)  # a duplicate would arrive right behind: give it the chance to show
+        # A line committed after all of the above: a duplicate of anything earlier would arrive before it.
+        marker = post_log(a, message="marker", traceId=unique("marker"))["id"]
+        ws.wait_count("LOG", 1, where=lambda d: d["id"] == marker)
         assert [f["data"]["id"] for f in ws.snapshot("TASK_EVENT") if f["data"]["taskId"] == task_id] == event_ids
         assert [f["data"]["id"] for f in ws.snapshot("LOG") if f["data"]["trace_id"] == trace] == log_ids
         versions = [f["data"]["task"]["version"] for f in ws.snapshot("TASK_UPDATE") if f["data"]["task"]["id"] == task_id]
@@ -156,8 +157,8 @@ def test_sse_reconnect_with_last_event_id_gets_exactly_what_it_missed(a: httpx.C
     try:
         second.wait_count("log", 4)
         live = post_log(a, message="live again", traceId=trace)["id"]
-        second.wait_count("log", 5)
-        time.sleep(0.3)  # room for a duplicate to show
+        live_frame = second.wait_count("log", 5)[-1]
+        second.wait_heartbeat_after(live_frame)  # the server's queue stayed empty after it: no duplicate is on the way
         got = [(f.event, f.data["id"]) for f in second.snapshot() if f.event in ("log", "event")]
         assert got == [*missed, ("log", live)], "exactly what was missed, in order, then live"
     finally:
@@ -262,9 +263,11 @@ def test_websocket_subscribe_filters_and_errors(a: httpx.Client, b: Proc) -> Non
         create(a, "echo", {"sub": True})
         wanted = post_log(a, service=service, message="for this client")["id"]
         ws.wait_count("LOG", 1, where=lambda d: d["id"] == wanted)
-        time.sleep(0.3)  # anything else would have arrived by now
+        # committed after everything above: whatever else this client would get arrives before it
+        marker = post_log(a, service=service, message="marker")["id"]
+        marker_frame = ws.wait_count("LOG", 1, where=lambda d: d["id"] == marker)[0]
         frames = ws.snapshot()
-        after_ack = frames[frames.index(ack) + 1 :]
+        after_ack = frames[frames.index(ack) + 1 : frames.index(marker_frame)]
         assert [(f["type"], f["data"]["id"]) for f in after_ack] == [("LOG", wanted)], "only this service's log lines"
         ws.send({"type": "subscribe", "filter": {"types": ["NOPE"]}})
         err = ws.wait_count("ERROR", 1)[0]

@@ -136,6 +136,18 @@ class SSEClient:
 
         return wait_for(probe, timeout=timeout, what=f"{count} SSE {event} frame(s)")
 
+    def wait_heartbeat_after(self, frame: SSEFrame, timeout: float = 15.0) -> SSEFrame:
+        """Wait for a heartbeat sent after `frame`: the server sends one only when its queue for
+        this client stayed empty for a whole heartbeat interval, so nothing was pending behind
+        `frame` (a check that waits for what it proves, never a bare sleep)."""
+
+        def probe() -> SSEFrame | None:
+            frames = self.snapshot()
+            later = frames[frames.index(frame) + 1 :] if frame in frames else []
+            return next((f for f in later if f.event == "heartbeat"), None)
+
+        return wait_for(probe, timeout=timeout, what="an SSE heartbeat after the frame")
+
     def close(self) -> None:
         if self._sock is not None:
             try:
