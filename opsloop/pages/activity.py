@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import reflex as rx
+from reflex.vars.object import ObjectVar
 
 from opsloop.backend.models import LOG_LEVELS
 from opsloop.components.badges import level_badge
@@ -10,7 +11,7 @@ from opsloop.components.layout import empty_state, page
 from opsloop.state.activity import ActivityState
 
 
-def item(row: rx.Var[dict[str, str]]) -> rx.Component:
+def item(row: ObjectVar[dict[str, str]]) -> rx.Component:
     return rx.hstack(
         rx.text(row["time"], size="1", color_scheme="gray", font_family="monospace", min_width="64px"),
         rx.badge(row["kind"], variant="surface", size="1", min_width="44px"),

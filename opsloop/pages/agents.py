@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import reflex as rx
+from reflex.vars.object import ObjectVar
 
 from opsloop.components.layout import empty_state, page
 from opsloop.state.agents import AgentsState
 
 
-def agent_row(r: rx.Var[dict[str, str]]) -> rx.Component:
+def agent_row(r: ObjectVar[dict[str, str]]) -> rx.Component:
     return rx.table.row(
         rx.table.cell(rx.text(r["slug"], weight="medium")),
         rx.table.cell(r["kind"]),

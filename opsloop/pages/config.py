@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import reflex as rx
+from reflex.vars.sequence import ArrayVar
 
 from opsloop.components.layout import error_callout, page
 from opsloop.state.config import ConfigState
@@ -18,7 +19,7 @@ def state_badge(value: rx.Var[str]) -> rx.Component:
     )
 
 
-def service_status(item: rx.Var[list[str]]) -> rx.Component:
+def service_status(item: ArrayVar[list[str]]) -> rx.Component:
     return rx.card(
         rx.hstack(
             rx.text(item[0], weight="bold"),

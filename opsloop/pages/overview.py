@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import reflex as rx
+from reflex.vars.object import ObjectVar
 
 from opsloop.components.layout import page
 from opsloop.state.overview import OverviewState
 
 
+def totals() -> ObjectVar[dict[str, int]]:
+    """The totals as the object var they are (Reflex 0.10.1 types a dict Field as an ArrayVar)."""
+    return cast(ObjectVar[dict[str, int]], OverviewState.totals)
+
+
 def stat(label: str, key: str, color: str) -> rx.Component:
     return rx.card(
         rx.text(label, size="1", color_scheme="gray"),
-        rx.heading(OverviewState.totals.get(key, 0), size="6", color_scheme=color),
+        rx.heading(totals().get(key, 0), size="6", color_scheme=color),
         min_width="140px",
         class_name="overview-stat",
     )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import reflex as rx
+from reflex.vars.object import ObjectVar
 
 from opsloop.components.badges import level_badge, status_badge
 from opsloop.components.layout import empty_state, error_callout, page
@@ -41,7 +44,7 @@ def block(title: str, text: rx.Var[str], block_id: str) -> rx.Component:
     )
 
 
-def timeline_item(e: rx.Var[dict[str, str]]) -> rx.Component:
+def timeline_item(e: ObjectVar[dict[str, str]]) -> rx.Component:
     return rx.hstack(
         rx.text(e["time"], size="1", color_scheme="gray", font_family="monospace"),
         rx.badge(e["kind"], variant="surface"),
@@ -54,7 +57,7 @@ def timeline_item(e: rx.Var[dict[str, str]]) -> rx.Component:
     )
 
 
-def log_line(entry: rx.Var[dict[str, str]]) -> rx.Component:
+def log_line(entry: ObjectVar[dict[str, str]]) -> rx.Component:
     return rx.hstack(
         rx.text(entry["time"], size="1", color_scheme="gray", font_family="monospace"),
         level_badge(entry["level"]),
@@ -67,7 +70,7 @@ def log_line(entry: rx.Var[dict[str, str]]) -> rx.Component:
 
 
 def task_detail_page() -> rx.Component:
-    t = TaskDetailState.task
+    t = cast(ObjectVar[dict[str, str]], TaskDetailState.task)  # Reflex 0.10.1 types a dict Field as an ArrayVar
     return page(
         "Task",
         rx.cond(

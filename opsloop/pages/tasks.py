@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import reflex as rx
+from reflex.vars.object import ObjectVar
+from reflex.vars.sequence import ArrayVar
 from reflex_components_core.react_router import link as router_link
 
 from opsloop.backend.models import TASK_STATUSES
@@ -11,7 +13,7 @@ from opsloop.components.layout import empty_state, error_callout, page
 from opsloop.state.tasks import TaskRowsState, TasksState
 
 
-def count_chip(item: rx.Var[list[str]]) -> rx.Component:
+def count_chip(item: ArrayVar[list[str]]) -> rx.Component:
     return rx.button(
         item[0],
         rx.badge(item[1], variant="solid", radius="full"),
@@ -116,7 +118,7 @@ def _cell(content: rx.Var | rx.Component, extra: str = "", title: rx.Var | None 
 
 
 @rx.memo
-def task_table_row(row: rx.Var[dict[str, str]]) -> rx.Component:
+def task_table_row(row: ObjectVar[dict[str, str]]) -> rx.Component:
     return rx.el.div(
         _cell(router_link(row["short_id"], to="/dashboard/tasks/" + row["id"], class_name="task-id")),
         _cell(row["type"], title=row["type"]),

@@ -30,12 +30,12 @@ def activity_filter(params: LiveParams) -> LiveFilter:
 
 
 class ActivityState(LiveView, rx.State):
-    items: list[dict[str, str]] = []
-    level: str = ""
-    service: str = ""
-    paused: bool = False
-    pending: int = 0
-    loading: bool = False
+    items: rx.Field[list[dict[str, str]]] = rx.field(default_factory=list)
+    level: rx.Field[str] = rx.field("")
+    service: rx.Field[str] = rx.field("")
+    paused: rx.Field[bool] = rx.field(False)
+    pending: rx.Field[int] = rx.field(0)
+    loading: rx.Field[bool] = rx.field(False)
     _oldest_log: int | None = None
     _oldest_event: int | None = None
     _held: list[dict[str, str]] = []

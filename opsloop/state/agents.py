@@ -15,8 +15,8 @@ from opsloop.state.live_view import LiveFilter, LiveParams, LiveView, no_message
 
 
 class AgentsState(LiveView, rx.State):
-    rows: list[dict[str, str]] = []
-    loading: bool = False
+    rows: rx.Field[list[dict[str, str]]] = rx.field(default_factory=list)
+    loading: rx.Field[bool] = rx.field(False)
 
     async def _refresh(self) -> None:
         rows = await runtime().registry.list_rows()

@@ -33,12 +33,12 @@ def matrix(reports: list[dict]) -> tuple[list[str], list[list[str]], list[list[s
 
 
 class ConfigState(rx.State):
-    services: list[str] = []
-    statuses: list[list[str]] = []
-    rows: list[list[str]] = []
-    problems: list[list[str]] = []
-    loading: bool = False
-    error: str = ""
+    services: rx.Field[list[str]] = rx.field(default_factory=list)
+    statuses: rx.Field[list[list[str]]] = rx.field(default_factory=list)
+    rows: rx.Field[list[list[str]]] = rx.field(default_factory=list)
+    problems: rx.Field[list[list[str]]] = rx.field(default_factory=list)
+    loading: rx.Field[bool] = rx.field(False)
+    error: rx.Field[str] = rx.field("")
 
     @rx.event
     async def load(self) -> AsyncIterator[None]:

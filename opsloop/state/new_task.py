@@ -36,14 +36,14 @@ def parse_payload(text: str) -> tuple[Any, str]:
 
 
 class NewTaskState(rx.State):
-    types: list[str] = []
-    task_type: str = ""
-    source: str = "dashboard"
-    correlation_id: str = ""
-    payload_text: str = '{\n  "message": "hello"\n}'
-    payload_error: str = ""
-    submitting: bool = False
-    error: str = ""
+    types: rx.Field[list[str]] = rx.field(default_factory=list)
+    task_type: rx.Field[str] = rx.field("")
+    source: rx.Field[str] = rx.field("dashboard")
+    correlation_id: rx.Field[str] = rx.field("")
+    payload_text: rx.Field[str] = rx.field('{\n  "message": "hello"\n}')
+    payload_error: rx.Field[str] = rx.field("")
+    submitting: rx.Field[bool] = rx.field(False)
+    error: rx.Field[str] = rx.field("")
 
     @rx.var
     def can_submit(self) -> bool:

@@ -14,11 +14,11 @@ from opsloop.state.live_view import LiveFilter, LiveParams, LiveView, no_message
 
 
 class OverviewState(LiveView, rx.State):
-    tasks: list[dict[str, float]] = []
-    logs: list[dict[str, int]] = []
-    totals: dict[str, int] = {}
-    window: str = "1h"
-    loading: bool = False
+    tasks: rx.Field[list[dict[str, float]]] = rx.field(default_factory=list)
+    logs: rx.Field[list[dict[str, int]]] = rx.field(default_factory=list)
+    totals: rx.Field[dict[str, int]] = rx.field(default_factory=dict)
+    window: rx.Field[str] = rx.field("1h")
+    loading: rx.Field[bool] = rx.field(False)
 
     async def _refresh(self) -> None:
         data = await overview(runtime().pool, self.window)

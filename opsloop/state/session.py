@@ -29,7 +29,7 @@ def current_user(state: rx.State) -> str | None:
 
 
 class SessionState(rx.State):
-    user: str = ""
+    user: rx.Field[str] = rx.field("")
     _session: str = ""  # the session this client's state belongs to (set and checked by the gate)
 
     @rx.event
@@ -46,8 +46,8 @@ class SessionState(rx.State):
 class LoginState(rx.State):
     """What the login page shows: whether the last attempt failed, and where to go after."""
 
-    failed: bool = False
-    next_path: str = "/"
+    failed: rx.Field[bool] = rx.field(False)
+    next_path: rx.Field[str] = rx.field("/")
 
     @rx.event
     async def load(self):

@@ -22,16 +22,16 @@ MAX_LINES = 300
 
 
 class TaskDetailState(LiveView, rx.State):
-    task: dict[str, str] = {}
-    payload: str = ""
-    result: str = ""
-    task_error: str = ""
-    events: list[dict[str, str]] = []
-    logs: list[dict[str, str]] = []
-    found: bool = True
-    loading: bool = False
-    error: str = ""
-    notice: str = ""
+    task: rx.Field[dict[str, str]] = rx.field(default_factory=dict)
+    payload: rx.Field[str] = rx.field("")
+    result: rx.Field[str] = rx.field("")
+    task_error: rx.Field[str] = rx.field("")
+    events: rx.Field[list[dict[str, str]]] = rx.field(default_factory=list)
+    logs: rx.Field[list[dict[str, str]]] = rx.field(default_factory=list)
+    found: rx.Field[bool] = rx.field(True)
+    loading: rx.Field[bool] = rx.field(False)
+    error: rx.Field[str] = rx.field("")
+    notice: rx.Field[str] = rx.field("")
 
     @rx.var
     def can_cancel(self) -> bool:

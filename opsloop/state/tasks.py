@@ -83,20 +83,20 @@ class TaskRowsState(rx.State):
     any var of that state changes, and live updates change the rows many times a second, so they
     should re-render the table and nothing else (not the filters, selects and buttons)."""
 
-    rows: list[dict[str, str]] = []
+    rows: rx.Field[list[dict[str, str]]] = rx.field(default_factory=list)
 
 
 class TasksState(LiveView, rx.State):
-    counts: list[list[str]] = []
-    status: str = ""
-    type: str = ""
-    corr: str = ""
-    trace: str = ""
-    window: str = ""
-    page: int = 1
-    has_next: bool = False
-    loading: bool = False
-    error: str = ""
+    counts: rx.Field[list[list[str]]] = rx.field(default_factory=list)
+    status: rx.Field[str] = rx.field("")
+    type: rx.Field[str] = rx.field("")
+    corr: rx.Field[str] = rx.field("")
+    trace: rx.Field[str] = rx.field("")
+    window: rx.Field[str] = rx.field("")
+    page: rx.Field[int] = rx.field(1)
+    has_next: rx.Field[bool] = rx.field(False)
+    loading: rx.Field[bool] = rx.field(False)
+    error: rx.Field[str] = rx.field("")
     _cursors: list[str | None] = [None]
     _next_cursor: str | None = None
     # The paging cursor of each shown row as it was when the row took its place: after live
