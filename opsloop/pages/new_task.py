@@ -37,7 +37,7 @@ def new_task_page() -> rx.Component:
                         rx.text("Payload (JSON)", size="2", weight="medium"),
                         rx.text_area(
                             value=NewTaskState.payload_text,
-                            on_change=NewTaskState.set_payload.debounce(250),
+                            on_change=NewTaskState.set_payload.debounce(250),  # type: ignore[attr-defined]  # mypy reads rx.event's handlers as EventNamespace (it ignores the __new__ overloads pyright uses)
                             name="payload",
                             id="new-payload",
                             rows="10",

@@ -141,7 +141,7 @@ def task_detail_page() -> rx.Component:
                     "Cancel",
                     "Cancel this task?",
                     "A queued task will not run; a running one's answer will be ignored.",
-                    TaskDetailState.cancel,
+                    TaskDetailState.cancel,  # type: ignore[arg-type]  # mypy reads rx.event's handlers as EventNamespace (it ignores the __new__ overloads pyright uses)
                     "red",
                     "cancel-task",
                 ),
@@ -149,7 +149,12 @@ def task_detail_page() -> rx.Component:
             rx.cond(
                 TaskDetailState.can_retry,
                 confirm(
-                    "Retry", "Run this task again?", "It is queued again with a fresh set of attempts.", TaskDetailState.retry, "indigo", "retry-task"
+                    "Retry",
+                    "Run this task again?",
+                    "It is queued again with a fresh set of attempts.",
+                    TaskDetailState.retry,  # type: ignore[arg-type]  # mypy reads rx.event's handlers as EventNamespace (it ignores the __new__ overloads pyright uses)
+                    "indigo",
+                    "retry-task",
                 ),
             ),
             rx.link(rx.button("All tasks", variant="soft"), href="/dashboard/tasks"),

@@ -17,7 +17,7 @@ def count_chip(item: ArrayVar[list[str]]) -> rx.Component:
     return rx.button(
         item[0],
         rx.badge(item[1], variant="solid", radius="full"),
-        on_click=TasksState.filter_status(item[0]),
+        on_click=TasksState.filter_status(item[0]),  # type: ignore[operator]  # mypy reads rx.event's handlers as EventNamespace (it ignores the __new__ overloads pyright uses)
         variant=rx.cond(TasksState.status == item[0], "solid", "soft"),
         size="1",
         class_name="count-chip",

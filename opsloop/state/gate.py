@@ -20,8 +20,7 @@ from reflex.event import Event
 from reflex.middleware import Middleware
 from reflex.state import BaseState, OnLoadInternalState, State, StateUpdate, UpdateVarsInternalState
 
-from opsloop.backend.sessions import store
-from opsloop.state.access import dashboard
+from opsloop.state.access import dashboard, runtime
 from opsloop.state.live import forget as stop_pushes
 from opsloop.state.reflex_seams import before_connect, root_of, wire_name
 from opsloop.state.session import LoginState, SessionState
@@ -87,7 +86,7 @@ class SessionGate(Middleware):
 
     async def preprocess(self, app: Any, state: BaseState, event: Event) -> StateUpdate | None:
         root = root_of(state)
-        session = await store().from_cookie_header(root.router.headers.cookie)
+        session = await runtime().sessions.from_cookie_header(root.router.headers.cookie)
         await rebind(root, root.router.session.client_token, session.id if session else "")
         if session is not None or event.name in always_allowed():
             return None
@@ -103,7 +102,7 @@ def guard_connections(app: rx.App) -> None:
     without its session's cookie gets a reset state and no pushes, even if it never sends an event."""
 
     async def check(token: str, environ: dict[str, Any]) -> None:
-        session = await store().from_cookie_header(environ.get("HTTP_COOKIE"))
+        session = await runtime().sessions.from_cookie_header(environ.get("HTTP_COOKIE"))
         async with app.modify_state(rx.BaseStateToken(ident=token, cls=SessionState)) as root:
             await rebind(root, token, session.id if session else "")
 

@@ -14,17 +14,18 @@ from urllib.parse import quote
 import reflex as rx
 
 from opsloop.backend.redirects import safe_next
-from opsloop.backend.sessions import Session, store
+from opsloop.backend.sessions import Session
+from opsloop.state.access import runtime
 
 
 async def session_of(state: rx.State) -> Session | None:
     """The live session of this client's socket (its cookie), else None."""
-    return await store().from_cookie_header(state.router.headers.cookie)
+    return await runtime().sessions.from_cookie_header(state.router.headers.cookie)
 
 
 def current_user(state: rx.State) -> str | None:
     """The user the gate verified for the event being handled (no database round trip)."""
-    session = store().cached(state.router.headers.cookie)
+    session = runtime().sessions.cached(state.router.headers.cookie)
     return session.user if session else None
 
 

@@ -15,7 +15,7 @@ import logging
 
 import reflex as rx
 
-from opsloop.backend.sessions import store
+from opsloop.state.access import runtime
 from opsloop.state.gate import bound, forget, guard_connections, reset_all
 from opsloop.state.reflex_seams import connected_tokens, disconnect
 from opsloop.state.session import SessionState
@@ -43,7 +43,7 @@ async def sweep(app: rx.App) -> int:
     if not sessions:
         return 0
     snapshot = dict(sessions)
-    live_ids = await store().live_ids(set(snapshot.values()))
+    live_ids = await runtime().sessions.live_ids(set(snapshot.values()))
     ended = [t for t, sid in snapshot.items() if sid not in live_ids]
     for token in ended:
         await end_client(app, token)
@@ -54,7 +54,7 @@ async def session_sweeper(app: rx.App) -> None:
     """Lifespan task: guard new connections, then sweep until the app stops."""
     guard_connections(app)
     while True:
-        revoked = store().revoked
+        revoked = runtime().sessions.revoked
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(revoked.wait(), timeout=SWEEP_S)
         revoked.clear()
