@@ -11,20 +11,21 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from agents.sdk import AgentApp, TaskContext
-from opsloop.backend.config import get_settings
+from agents.sdk import AgentApp, AgentConfig, TaskContext
 
 SERVICE = "echo-agent-svc"
 MAX_SLEEP_MS = 30_000
 
+config = AgentConfig.from_env()
 agent = AgentApp(
     slug="echo",
     service=SERVICE,
     task_types=["echo"],
     endpoint="/echo",
-    public_url=get_settings().ECHO_AGENT_URL,
+    public_url=config.url("ECHO_AGENT_URL", "http://127.0.0.1:3001"),
     config_service="echo-agent",
     limits={"echo": {"timeoutMs": 5000, "maxAttempts": 3}},
+    config=config,
 )
 app = agent.app
 

@@ -7,5 +7,6 @@ batches to `POST /log`.
 """
 
 from agents.sdk.app import AgentApp, TaskContext
+from agents.sdk.config import AgentConfig
 
-__all__ = ["AgentApp", "TaskContext"]
+__all__ = ["AgentApp", "AgentConfig", "TaskContext"]

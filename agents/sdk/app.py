@@ -1,10 +1,12 @@
-"""`AgentApp`: the FastAPI app and background loops every agent shares."""
+"""`AgentApp`: the FastAPI app and background loops every agent shares.
+
+Imports only `opsloop.shared` (the JSON policy, the internal key check, the log writer, the hot
+route declaration, gc tuning, the config report) and its own `config.py`: never the app."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -15,14 +17,14 @@ import httpx
 from fastapi import FastAPI, Request
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
-from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
-from opsloop.backend import jsonutil
-from opsloop.backend.api.hot_routes import HotRoutes
-from opsloop.backend.config import Settings, get_settings, validate_config
-from opsloop.backend.gc_tuning import tune_gc
-from opsloop.backend.logs.writer import LogWriter, SinkRejected
+from agents.sdk.config import AgentConfig
+from opsloop.shared import jsonutil
+from opsloop.shared.config_report import validate_config
+from opsloop.shared.gc_tuning import tune_gc
+from opsloop.shared.hot_routes import FastRoute, FastRoutes, HotRoutes
+from opsloop.shared.keys import key_matches
+from opsloop.shared.logwriter import LogWriter, SinkRejected
 
 log = logging.getLogger("agents.sdk")
 Handler = Callable[[dict[str, Any], "TaskContext"], Awaitable[Any]]
@@ -38,17 +40,6 @@ def _error_response(exc: Exception) -> Response:
         return _json({"error": str(exc.detail)}, exc.status_code, exc.headers)
     log.error("task handler failed", exc_info=exc)
     return _json({"error": "internal error"}, 500)
-
-
-class _PlainASGI:
-    """A `Request -> Response` coroutine as an ASGI app (an instance, so Starlette adds no wrapper)."""
-
-    def __init__(self, route: Callable[[Request], Awaitable[Response]]) -> None:
-        self.route = route
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = await self.route(Request(scope, receive))
-        await response(scope, receive, send)
 
 
 @dataclass
@@ -76,7 +67,7 @@ class AgentApp:
         config_service: str,
         limits: dict[str, dict[str, int]] | None = None,
         heartbeat_s: float = 10.0,
-        settings: Settings | None = None,
+        config: AgentConfig | None = None,
     ) -> None:
         self.slug = slug
         self.service = service
@@ -86,15 +77,15 @@ class AgentApp:
         self.config_service = config_service
         self.limits = limits or {}
         self.heartbeat_s = heartbeat_s
-        self.settings = settings or get_settings()
-        self.orchestrator = self.settings.OPSLOOP_URL.rstrip("/")
-        self.log_url = (self.settings.LOGGING_URL or self.settings.OPSLOOP_URL).rstrip("/") + "/log"
-        self.http = httpx.AsyncClient(timeout=5.0, headers={"X-Internal-Key": self.settings.INTERNAL_KEY or ""})
+        self.config = config or AgentConfig.from_env()
+        self.orchestrator = self.config.opsloop_url.rstrip("/")
+        self.log_url = (self.config.logging_url or self.config.opsloop_url).rstrip("/") + "/log"
+        self.http = httpx.AsyncClient(timeout=5.0, headers={"X-Internal-Key": self.config.internal_key})
         self.log = LogWriter(service, self._ship_logs)
         self.registered = asyncio.Event()
         self.cancelled: set[str] = set()
         self._handlers: dict[str, Handler] = {}
-        self._hot_routes: dict[tuple[str, str], Any] = {}  # task routes, served ahead of FastAPI's stack
+        self._fast = FastRoutes()  # task routes: served ahead of FastAPI's stack, documented by it
         self.app = self._build()
 
     async def _ship_logs(self, batch: list[dict[str, Any]]) -> None:
@@ -121,20 +112,15 @@ class AgentApp:
 
         def register(fn: Handler) -> Handler:
             self._handlers[path] = fn
-            route = self._wrap(fn)
-            self.app.add_api_route(path, route, methods=["POST"], summary=f"Run a task ({path})")
-            # Served ahead of FastAPI's middleware and routing (HotRoutes; the FastAPI route stays
-            # for the docs): the framework's layers cost more CPU than the handler itself.
-            self._hot_routes[("POST", path)] = _PlainASGI(route)
-            self.app.router.routes.insert(0, Route(path, _PlainASGI(route), methods=["POST"], include_in_schema=False))
+            # Served ahead of FastAPI's middleware and routing (HotRoutes): the framework's layers
+            # cost more CPU than the handler itself. One declaration gives both ways in.
+            self._fast.add(FastRoute("POST", path, self._wrap(fn), f"Run a task ({path})"), self.app)
             return fn
 
         return register
 
     def _auth(self, request: Request) -> Response | None:
-        key = request.headers.get("x-internal-key")
-        expected = self.settings.INTERNAL_KEY or ""
-        if key is not None and hmac.compare_digest(key.encode(), expected.encode()):
+        if key_matches(request.headers.get("x-internal-key"), self.config.internal_key):
             return None
         if request.headers.get("authorization"):
             return _json({"error": "This service takes the internal key (X-Internal-Key)"}, 403)
@@ -146,7 +132,7 @@ class AgentApp:
             if refused:
                 return refused
             raw = await request.body()
-            if len(raw) > self.settings.MAX_BODY_BYTES:
+            if len(raw) > self.config.max_body_bytes:
                 return _json({"error": "request body too large"}, 413)
             try:
                 body = jsonutil.parse(raw) if raw else None
@@ -184,7 +170,7 @@ class AgentApp:
                 await self.http.aclose()
 
         app = FastAPI(title=self.service, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-        app.add_middleware(HotRoutes, routes=self._hot_routes, body_limit=self.settings.MAX_BODY_BYTES, on_error=_error_response)
+        app.add_middleware(HotRoutes, routes=self._fast.table, body_limit=self.config.max_body_bytes, on_error=_error_response)
 
         @app.get("/health", summary="Liveness (public)")
         async def health() -> Response:

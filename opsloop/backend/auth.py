@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 from dataclasses import dataclass
 from typing import Literal
 
 from opsloop.backend.config import Settings
+from opsloop.shared.keys import key_matches
 
 Kind = Literal["operator", "service"]
 
@@ -19,10 +19,6 @@ Kind = Literal["operator", "service"]
 class Principal:
     kind: Kind
     name: str
-
-
-def _equal(a: str, b: str | None) -> bool:
-    return b is not None and hmac.compare_digest(a.encode(), b.encode())
 
 
 def decode_basic(value: str) -> tuple[str, str] | None:
@@ -37,8 +33,8 @@ def decode_basic(value: str) -> tuple[str, str] | None:
 
 def check_password(settings: Settings, user: str, password: str) -> bool:
     """Both halves are always compared, so timing says nothing about which one was wrong."""
-    user_ok = _equal(user, settings.BASIC_AUTH_USER)
-    pass_ok = _equal(password, settings.BASIC_AUTH_PASS)
+    user_ok = key_matches(user, settings.BASIC_AUTH_USER)
+    pass_ok = key_matches(password, settings.BASIC_AUTH_PASS)
     return user_ok and pass_ok
 
 
@@ -49,7 +45,7 @@ def authenticate(
     query_auth: str | None = None,
 ) -> Principal | None:
     """The caller, from an Authorization header, an X-Internal-Key header, or `?auth=` (streams only)."""
-    if internal_key is not None and _equal(internal_key, settings.INTERNAL_KEY):
+    if internal_key is not None and key_matches(internal_key, settings.INTERNAL_KEY):
         return Principal("service", "internal")
     if authorization:
         scheme, _, value = authorization.partition(" ")

@@ -1,29 +1,6 @@
-"""Domain errors; the API turns each into its status code with `{error: message}`."""
+"""Domain errors; the API turns each into its status code with `{error: message}`. Their home is
+`opsloop.shared.errors` (the JSON policy, shared with the agents, raises them)."""
 
+from opsloop.shared.errors import BadRequest, Conflict, DomainError, NotFound, Unavailable, Unprocessable
 
-class DomainError(Exception):
-    status = 400
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class BadRequest(DomainError):
-    status = 400
-
-
-class NotFound(DomainError):
-    status = 404
-
-
-class Conflict(DomainError):
-    status = 409
-
-
-class Unprocessable(DomainError):
-    status = 422
-
-
-class Unavailable(DomainError):
-    status = 503
+__all__ = ["BadRequest", "Conflict", "DomainError", "NotFound", "Unavailable", "Unprocessable"]

@@ -1,178 +1,42 @@
-"""Every HTTP server we run (app, dashboard, agents) goes through `run()`: uvicorn with bounded
-request heads and a logging setup that rate-limits repeated errors.
-
-uvicorn's httptools protocol has no limit on a request head: httptools joins a header's pieces
-with `bytes +=`, so one 96 MB header blocked the event loop for 13 s, and a client that never
-finishes its head holds the connection forever. `BoundedHttpToolsProtocol` counts the bytes of
-the head as they arrive, refuses a head over `max_head_bytes` (431), more than `max_headers`
-headers (431) or a URL over `max_url_bytes` (414), and closes a connection whose head is not
-complete `head_timeout_s` after it opened or after its first byte (408). Once the head is
-complete, a chunk costs one integer comparison more than uvicorn's own protocol.
-"""
+"""Our uvicorn servers (bounded request heads, rate-limited repeated errors); their home is
+`opsloop.shared.http_server` (the agents serve with it too). Here: the app's, from `Settings`."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from dataclasses import dataclass
 from typing import Any
 
-import httptools
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
-
 from opsloop.backend.config import Settings, get_settings
+from opsloop.shared import http_server as shared
+from opsloop.shared.http_server import BoundedHttpToolsProtocol, HttpLimits, protocol_class
 
-log = logging.getLogger("opsloop.http")
-# called directly rather than through super(): these run once per request
-_on_headers_complete = HttpToolsProtocol.on_headers_complete
-_on_message_complete = HttpToolsProtocol.on_message_complete
-
-
-@dataclass(frozen=True)
-class HttpLimits:
-    max_head_bytes: int = 65536
-    max_headers: int = 100
-    max_url_bytes: int = 8192
-    head_timeout_s: float = 5.0
-    keepalive_s: float = 5.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings | None = None) -> HttpLimits:
-        s = settings or get_settings()
-        return cls(
-            max_head_bytes=s.OPSLOOP_HTTP_MAX_HEADER_BYTES,
-            max_headers=s.OPSLOOP_HTTP_MAX_HEADERS,
-            max_url_bytes=s.OPSLOOP_HTTP_MAX_URL_BYTES,
-            head_timeout_s=s.OPSLOOP_HTTP_HEADER_TIMEOUT_S,
-            keepalive_s=s.OPSLOOP_HTTP_KEEPALIVE_S,
-        )
+__all__ = ["BoundedHttpToolsProtocol", "HttpLimits", "limits_from_settings", "protocol_class", "run", "server_options"]
 
 
-class _Refused(Exception):
-    """Raised inside a parser callback to stop parsing; the status is on the protocol."""
-
-
-class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with bounded, timed request heads (see the module doc)."""
-
-    limits: HttpLimits = HttpLimits()
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # bytes of the current request head so far; -1 while a head is complete (body, response)
-        self._head_bytes = 0
-        self._head_timer: asyncio.TimerHandle | None = None
-        self._refusal: tuple[int, str] | None = None
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._head_timer = self.loop.call_later(self.limits.head_timeout_s, self._head_timed_out)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_head_timer()
-        super().connection_lost(exc)
-
-    def data_received(self, data: bytes) -> None:
-        # uvicorn's data_received, with the head counted before the parser sees it
-        if self._head_bytes >= 0:
-            self._head_bytes += len(data)
-        self._unset_keepalive_if_required()
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            if self._should_upgrade():
-                self.handle_websocket_upgrade()
-            else:
-                self._unsupported_upgrade_warning()
-            return
-        except httptools.HttpParserError:
-            if self._refusal is not None:
-                self._refuse(*self._refusal)
-                return
-            msg = "Invalid HTTP request received."
-            self.logger.warning(msg)
-            self.send_400_response(msg)
-            return
-        if self._head_bytes > 0:  # a head is still incomplete after this chunk
-            if self._head_bytes > self.limits.max_head_bytes:
-                self._refuse(431, f"request head over {self.limits.max_head_bytes} bytes")
-            elif self._head_timer is None:
-                self._head_timer = self.loop.call_later(self.limits.head_timeout_s, self._head_timed_out)
-
-    def on_headers_complete(self) -> None:
-        self._head_bytes = -1
-        if self._head_timer is not None:
-            self._cancel_head_timer()
-        limits = self.limits
-        if len(self.headers) > limits.max_headers:
-            self._refusal = (431, f"more than {limits.max_headers} request headers")
-            raise _Refused
-        if len(self.url) > limits.max_url_bytes:
-            self._refusal = (414, f"request target over {limits.max_url_bytes} bytes")
-            raise _Refused
-        _on_headers_complete(self)
-
-    def on_message_complete(self) -> None:
-        _on_message_complete(self)
-        self._head_bytes = 0  # the next request's head starts here
-
-    def _cancel_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-
-    def _head_timed_out(self) -> None:
-        self._head_timer = None
-        if self.transport.is_closing() or self._head_bytes < 0:
-            return
-        if self.cycle is not None and not self.cycle.response_complete:
-            self.cycle.keep_alive = False  # a slow pipelined head: close after the answer in flight
-        elif self._head_bytes > 0:
-            self._refuse(408, f"request head not complete within {self.limits.head_timeout_s:g}s")
-        else:  # connected and sent nothing
-            self.transport.close()
-
-    def _refuse(self, status: int, reason: str) -> None:
-        """Answer `status` with `reason` and close: the rest of the request is never read."""
-        log.warning("refused a request from %s: %s (HTTP %d)", self.client[0] if self.client else "?", reason, status)
-        self._cancel_head_timer()
-        body = reason.encode()
-        self.transport.write(
-            b"".join(
-                [
-                    STATUS_LINE[status],
-                    b"content-type: text/plain; charset=utf-8\r\n",
-                    b"content-length: " + str(len(body)).encode() + b"\r\n",
-                    b"connection: close\r\n\r\n",
-                    body,
-                ]
-            )
-        )
-        self.transport.close()
-
-
-def protocol_class(limits: HttpLimits) -> type[BoundedHttpToolsProtocol]:
-    """A protocol class holding `limits` (uvicorn instantiates the class per connection)."""
-    return type("BoundedHttpToolsProtocol", (BoundedHttpToolsProtocol,), {"limits": limits})
+def limits_from_settings(settings: Settings | None = None) -> HttpLimits:
+    s = settings or get_settings()
+    return HttpLimits(
+        max_head_bytes=s.OPSLOOP_HTTP_MAX_HEADER_BYTES,
+        max_headers=s.OPSLOOP_HTTP_MAX_HEADERS,
+        max_url_bytes=s.OPSLOOP_HTTP_MAX_URL_BYTES,
+        head_timeout_s=s.OPSLOOP_HTTP_HEADER_TIMEOUT_S,
+        keepalive_s=s.OPSLOOP_HTTP_KEEPALIVE_S,
+    )
 
 
 def server_options(settings: Settings | None = None) -> dict[str, Any]:
-    """uvicorn keyword arguments every server of ours shares: bounded heads, keep-alive, logging."""
-    from opsloop.backend.log_throttle import logging_config
-
     settings = settings or get_settings()
-    limits = HttpLimits.from_settings(settings)
-    return {
-        "http": protocol_class(limits),
-        "timeout_keep_alive": limits.keepalive_s,
-        "log_config": logging_config(settings.OPSLOOP_LOG_REPEAT_WINDOW_S),
-        "log_level": "warning",
-        "access_log": False,
-    }
+    return shared.server_options(limits_from_settings(settings), settings.OPSLOOP_LOG_REPEAT_WINDOW_S)
 
 
 def run(target: str, *, host: str, port: int, factory: bool = False, **options: Any) -> None:
     """Serve the ASGI app at `target` (an import string) until SIGINT/SIGTERM."""
-    import uvicorn
-
-    uvicorn.run(target, host=host, port=port, factory=factory, **{**server_options(), **options})
+    settings = get_settings()
+    shared.run(
+        target,
+        host=host,
+        port=port,
+        limits=limits_from_settings(settings),
+        repeat_window_s=settings.OPSLOOP_LOG_REPEAT_WINDOW_S,
+        factory=factory,
+        **options,
+    )

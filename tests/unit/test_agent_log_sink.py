@@ -5,17 +5,16 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from agents.sdk import AgentApp
-from opsloop.backend.config import Settings
-from opsloop.backend.logs.writer import SinkRejected
+from agents.sdk import AgentApp, AgentConfig
+from opsloop.shared.logwriter import SinkRejected
 
 BATCH = [{"service": "s", "level": "info", "message": "m", "data": None, "task_id": None, "trace_id": None, "correlation_id": None}]
 
 
 def agent_answering(status: int) -> AgentApp:
-    settings = Settings(_env_file=None, INTERNAL_KEY="k" * 20, OPSLOOP_URL="http://app.test")
+    config = AgentConfig.from_env({"INTERNAL_KEY": "k" * 20, "OPSLOOP_URL": "http://app.test"})
     agent = AgentApp(
-        slug="t", service="t", task_types=["t"], endpoint="/t", public_url="http://agent.test", config_service="echo-agent", settings=settings
+        slug="t", service="t", task_types=["t"], endpoint="/t", public_url="http://agent.test", config_service="echo-agent", config=config
     )
     agent.http = httpx.AsyncClient(transport=httpx.MockTransport(lambda request: httpx.Response(status, json={"error": "x"})))
     return agent

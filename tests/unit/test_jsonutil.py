@@ -8,10 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from agents.sdk import AgentApp, TaskContext
+from agents.sdk import AgentApp, AgentConfig, TaskContext
 from opsloop.backend import jsonutil
-from opsloop.backend.config import Settings
-from opsloop.backend.logs.writer import LogWriter
+from opsloop.shared.logwriter import LogWriter
 
 KEY = "k" * 20
 
@@ -88,9 +87,9 @@ def test_log_lines_are_never_refused_for_their_data() -> None:
 
 
 def sdk_agent() -> AgentApp:
-    settings = Settings(_env_file=None, INTERNAL_KEY=KEY, OPSLOOP_URL="http://app.test")
+    config = AgentConfig.from_env({"INTERNAL_KEY": KEY, "OPSLOOP_URL": "http://app.test"})
     agent = AgentApp(
-        slug="t", service="t", task_types=["t"], endpoint="/t", public_url="http://agent.test", config_service="echo-agent", settings=settings
+        slug="t", service="t", task_types=["t"], endpoint="/t", public_url="http://agent.test", config_service="echo-agent", config=config
     )
 
     @agent.handler("/t")

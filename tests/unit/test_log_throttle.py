@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from opsloop.backend.log_throttle import RepeatFilter, logging_config
+from opsloop.shared.log_throttle import RepeatFilter, logging_config
 from tests.support.processes import wait_for
 
 

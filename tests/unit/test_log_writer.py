@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from opsloop.backend.logs.writer import LogWriter, SinkRejected
+from opsloop.shared.logwriter import LogWriter, SinkRejected
 
 
 class FlakySink:

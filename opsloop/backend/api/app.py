@@ -25,12 +25,12 @@ from opsloop.backend.api import openapi
 from opsloop.backend.api.body_limit import counting, declared_too_large, too_large_message
 from opsloop.backend.api.csrf import CrossSiteGuard
 from opsloop.backend.api.deps import JSON, caller, error, process_runtime
-from opsloop.backend.api.hot_routes import HotRoutes
 from opsloop.backend.api.routes import agents, health, logs, session, stream, tasks
 from opsloop.backend.api.security_headers import SecurityHeaders
 from opsloop.backend.config import get_settings
 from opsloop.backend.errors import DomainError
 from opsloop.plugins import installed as installed_plugins
+from opsloop.shared.hot_routes import FastRoutes, HotRoutes
 
 log = logging.getLogger("opsloop.api")
 
@@ -104,8 +104,11 @@ def create_api(*, manage_runtime: bool = False) -> FastAPI:
     plugin_routers = [router for plugin in installed_plugins() for router in plugin.routers()]
     for router in (docs, health.router, tasks.router, logs.router, agents.router, *plugin_routers):
         api.include_router(router, responses={**openapi.COMMON_RESPONSES, **openapi.AUTH_RESPONSES})
-    api.router.routes.insert(0, Route("/log", logs.IngestASGI(), methods=["POST"], name="log_ingest_fast", include_in_schema=False))
-    api.router.routes.insert(0, Route("/task", tasks.CreateASGI(), methods=["POST"], name="task_create_fast", include_in_schema=False))
+    hot = FastRoutes()  # declared once: served ahead of the stack, documented and reachable through it
+    fast = APIRouter()
+    for route in (tasks.CREATE, logs.INGEST):
+        hot.add(route, fast)
+    api.include_router(fast, responses={**openapi.COMMON_RESPONSES, **openapi.AUTH_RESPONSES})
     api.router.routes.append(Route("/logs/stream", stream.SSEStream(), methods=["GET"], name="logs_stream"))
     api.router.routes.append(WebSocketRoute("/ws", stream.websocket_endpoint, name="ws"))
     api.add_middleware(
@@ -117,8 +120,7 @@ def create_api(*, manage_runtime: bool = False) -> FastAPI:
     )
     api.add_middleware(CrossSiteGuard, allowed_origins=settings.allowed_origins)  # CSRF: cross-site writes, non-JSON bodies
     api.add_middleware(BodyLimit, limit=settings.MAX_BODY_BYTES)
-    hot = {("POST", "/task"): tasks.CreateASGI(), ("POST", "/log"): logs.IngestASGI()}
-    api.add_middleware(HotRoutes, routes=hot, body_limit=settings.MAX_BODY_BYTES, on_error=error_response)
+    api.add_middleware(HotRoutes, routes=hot.table, body_limit=settings.MAX_BODY_BYTES, on_error=error_response)
     api.add_middleware(SecurityHeaders)  # outermost: CSP and friends on every answer, the hot routes' too
     return api
 

@@ -1,34 +1,5 @@
-"""The request body limit (MAX_BODY_BYTES): 413 by Content-Length, or while a chunked body is read."""
+"""The request body limit; its home is `opsloop.shared.http` (the agents apply it too)."""
 
-from __future__ import annotations
+from opsloop.shared.http import counting, declared_too_large, too_large_message
 
-from starlette.exceptions import HTTPException
-from starlette.types import Message, Receive
-
-
-def too_large_message(limit: int) -> str:
-    return f"request body too large (limit {limit} bytes)"
-
-
-def declared_too_large(headers: list[tuple[bytes, bytes]], limit: int) -> bool:
-    """True when the request announces a Content-Length over `limit`."""
-    for name, value in headers:
-        if name == b"content-length":
-            return value.isdigit() and int(value) > limit
-    return False
-
-
-def counting(receive: Receive, limit: int) -> Receive:
-    """`receive`, raising a 413 HTTPException once more than `limit` body bytes came in (a chunked
-    body announces no length)."""
-    seen = 0
-
-    async def counted() -> Message:
-        nonlocal seen
-        message = await receive()
-        seen += len(message.get("body", b""))
-        if seen > limit:
-            raise HTTPException(413, too_large_message(limit))
-        return message
-
-    return counted
+__all__ = ["counting", "declared_too_large", "too_large_message"]

@@ -17,22 +17,11 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from opsloop.backend.api.deps import error
+from opsloop.shared.http import is_json
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 FORM_PATHS = frozenset({"/auth/login", "/auth/logout"})
 OTLP_TYPES = (b"application/x-protobuf",)
-JSON_TYPE = b"application/json"
-
-
-def is_json(content_type: bytes | None, also: tuple[bytes, ...] = ()) -> bool:
-    """`application/json`, with parameters or not (`; charset=utf-8`), any case."""
-    if content_type is None:
-        return False
-    for wanted in (JSON_TYPE, *also):
-        n = len(wanted)
-        if content_type[:n].lower() == wanted and (len(content_type) == n or content_type[n : n + 1] in (b";", b" ")):
-            return True
-    return False
 
 
 def same_origin(origin: str, host: str | None, allowed: frozenset[str]) -> bool:

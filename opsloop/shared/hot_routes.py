@@ -14,22 +14,88 @@ request straight to its plain ASGI handler, keeping what those layers did for it
 - JSON only: a body without `Content-Type: application/json` gets 415, as on every JSON route
   (`csrf.py`); one scan of the headers, no allocation for the usual value.
 
-The routes stay registered in the app as well (OpenAPI document, auth matrix, and the path a
-browser's request takes).
+A hot route is declared once (`FastRoute`): the same declaration gives the handler `HotRoutes`
+serves, the FastAPI route that documents it in OpenAPI (its body schema included) and serves
+the requests that take the full stack (a browser's), and `FastRoutes` collects them per app. The
+handler does its own auth and validates its body once, whichever way the request came.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from opsloop.backend.api.body_limit import counting, declared_too_large, too_large_message
-from opsloop.backend.api.csrf import is_json
+from opsloop.shared.http import counting, declared_too_large, is_json, too_large_message
 
 ErrorResponder = Callable[[Exception], Response]
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class RouteTable(Protocol):
+    """What a FastAPI app or APIRouter offers to declare a route (kept structural: the agents'
+    apps and the app's routers both fit, and this module needs no FastAPI import)."""
+
+    def add_api_route(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class FastRoute:
+    """One hot route, declared once: its endpoint (auth, body parsed and validated once, answer)
+    and what the OpenAPI document says of it. Called as a plain ASGI app by `HotRoutes`."""
+
+    method: str
+    path: str
+    endpoint: Endpoint
+    summary: str
+    status_code: int = 200
+    body_schema: dict[str, Any] | None = None
+    tags: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)  # more OpenAPI operation fields
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.endpoint(Request(scope, receive))
+        await response(scope, receive, send)
+
+    def declare(self, table: RouteTable) -> None:
+        """The framework's route for the same endpoint: the OpenAPI document, and the requests
+        that take the full stack (a browser's: CORS and CSRF)."""
+        endpoint = self.endpoint
+
+        async def route(request: Request) -> Response:
+            return await endpoint(request)
+
+        route.__name__ = endpoint.__name__
+        openapi_extra = dict(self.extra)
+        if self.body_schema is not None:
+            openapi_extra["requestBody"] = {"required": True, "content": {"application/json": {"schema": self.body_schema}}}
+        table.add_api_route(
+            self.path,
+            route,
+            methods=[self.method],
+            summary=self.summary,
+            status_code=self.status_code,
+            tags=list(self.tags) or None,
+            openapi_extra=openapi_extra or None,
+        )
+
+
+class FastRoutes:
+    """An app's hot routes: `add` declares one on a route table and serves it from `table`
+    (what `HotRoutes` looks requests up in; it may grow after start, as an agent's handlers do)."""
+
+    def __init__(self) -> None:
+        self.table: dict[tuple[str, str], ASGIApp] = {}
+
+    def add(self, route: FastRoute, on: RouteTable) -> FastRoute:
+        route.declare(on)
+        self.table[(route.method, route.path)] = route
+        return route
 
 
 class HotRoutes:
