@@ -27,13 +27,14 @@ if TYPE_CHECKING:
     from fastapi import APIRouter
     from psycopg_pool import AsyncConnectionPool
     from reflex.components.component import Component
-    from reflex.event import EventHandler
+    from reflex.event import IndividualEventType
 
     from opsloop.backend.agents.registry import Registry
     from opsloop.backend.config import Settings
     from opsloop.backend.live.bus import LiveBus
     from opsloop.backend.logs.writer import LogWriter
     from opsloop.backend.tasks.dispatcher import LocalHandler
+    from opsloop.backend.tasks.store import TaskStore
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,8 @@ class Host(Protocol):
     def bus(self) -> LiveBus: ...
     @property
     def registry(self) -> Registry: ...
+    @property
+    def tasks(self) -> TaskStore: ...  # with `opsloop.backend.tasks.submit.submit`: a plugin's only way to tasks
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,7 @@ class Page:
     route: str
     component: Callable[[], Component]
     title: str
-    on_load: Sequence[EventHandler] = ()
+    on_load: Sequence[IndividualEventType[()]] = ()
     nav: NavItem | None = None
 
 

@@ -22,23 +22,23 @@ class RenderPlugin:
     name = "render"
 
     async def start(self, host: Host) -> PluginRuntime | None:
-        from opsloop.backend.render.service import start_render
+        from .runtime import start_render
 
         return await start_render(host)
 
     def routers(self) -> Sequence[APIRouter]:
-        from opsloop.backend.api.routes.render import router
+        from .routes import router
 
         return (router,)
 
     def pages(self) -> Sequence[Page]:
-        from opsloop.pages.render import render_page
-        from opsloop.state.render import RenderState
+        from .page import render_page
+        from .state import RenderState
 
         return (Page("/dashboard/render", render_page, "Render", (RenderState.load,), NavItem("Render", "cloud")),)
 
     def add_commands(self, sub: argparse._SubParsersAction[argparse.ArgumentParser], url_help: str) -> None:
-        from opsloop.cli.render import add_parser
+        from .cli import add_parser
 
         add_parser(sub, url_help)
 

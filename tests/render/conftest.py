@@ -10,16 +10,22 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 import pytest_asyncio
 import uvicorn
 
-from opsloop.backend.render.client import RenderClient, Throttle
-from opsloop.backend.render.fake import create_fake_render_app
-from opsloop.backend.render.openapi_check import OpenAPIChecker, reference_dir
+from opsloop.devtools.render_fake.app import create_fake_render_app
+from opsloop.devtools.render_fake.openapi_check import OpenAPIChecker
+from opsloop.render.client import RenderClient, Throttle
+from opsloop.render.reference import reference_dir
+
+if TYPE_CHECKING:
+    from tests.support.processes import Proc
+
+    from .procs import FakeProc
 
 TOKEN = "rnd_test_token_0123456789abcdef"
 REFERENCE = reference_dir()
@@ -96,6 +102,32 @@ def fake(fake_server: FakeServer) -> FakeServer:
     """The shared fake, reset to an empty account with one owner."""
     fake_server.control("reset")
     return fake_server
+
+
+def _module_tag(request: pytest.FixtureRequest) -> str:
+    """`test_cli_local` -> `cli-local`: names a module's processes (and their logs in test-artifacts/)."""
+    return request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")
+
+
+@pytest.fixture(scope="module")
+def fake_proc(request: pytest.FixtureRequest) -> Iterator[FakeProc]:
+    """`opsloop render fake` as a process of its own, one per test module; a module may set
+    FAKE_BUILD_SECONDS (the simulated build time, default 0.3)."""
+    from .procs import start_fake
+
+    proc = start_fake(f"render-{_module_tag(request)}-fake", build_seconds=getattr(request.module, "FAKE_BUILD_SECONDS", 0.3))
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def app_proc(database_url: str, fake_proc: FakeProc, request: pytest.FixtureRequest) -> Iterator[Proc]:
+    """An `opsloop serve` instance pointed at the module's fake Render."""
+    from .procs import start_app
+
+    proc = start_app(database_url, fake_proc, f"render-{_module_tag(request)}-app")
+    yield proc
+    proc.stop()
 
 
 @dataclass

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from opsloop.backend.render.blueprint import MASK, BlueprintError, blueprint_from_dict, load_blueprint, validate_render_yaml
-from opsloop.backend.render.blueprint_apply import apply
-from opsloop.backend.render.blueprint_plan import Actual, connection_values, plan, plan_against
-from opsloop.backend.render.client import RenderClient
-from opsloop.backend.render.openapi_check import project_root
+from opsloop.render.blueprint import MASK, BlueprintError, blueprint_from_dict, load_blueprint, validate_render_yaml
+from opsloop.render.blueprint_apply import apply
+from opsloop.render.blueprint_plan import Actual, connection_values, plan, plan_against
+from opsloop.render.client import RenderClient
+from opsloop.render.reference import project_root
 
 from .conftest import FakeServer, Recorder, owner_id, require_reference, wait_deploy, web_service
 

@@ -19,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from opsloop.backend.render.client import RenderAPIError, RenderClient
+from opsloop.render.client import RenderAPIError, RenderClient
 
 from .conftest import REFERENCE, SKIP_REASON, Sleeps
 

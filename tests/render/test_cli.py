@@ -5,41 +5,26 @@ are what a script relies on: 0 ok, 1 failed, 2 usage/configuration, 3 bad outcom
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
 from tests.support.processes import PASSWORD, ROOT, USER, Proc, app_instance, free_port
 
 from .conftest import TOKEN, static_site
-from .procs import FakeProc, client, start_app, start_fake, tasks_of, wait_deploy_status
+from .procs import FakeProc, client, tasks_of, wait_deploy_status
 from .procs import cli as run
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeProc]:
-    proc = start_fake("render-cli-fake", build_seconds=0.3)
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture(scope="module")
-def app(database_url: str, fake: FakeProc) -> Iterator[Proc]:
-    proc = start_app(database_url, fake, "render-cli-app")
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture(scope="module")
-def env(app: Proc) -> dict[str, str]:
+def env(app_proc: Proc) -> dict[str, str]:
     """A shell that knows opsloop (URL and login) but not Render: reads go through opsloop too."""
-    return {"OPSLOOP_URL": app.url, "BASIC_AUTH_USER": USER, "BASIC_AUTH_PASS": PASSWORD}
+    return {"OPSLOOP_URL": app_proc.url, "BASIC_AUTH_USER": USER, "BASIC_AUTH_PASS": PASSWORD}
 
 
 @pytest.fixture(scope="module")
-def sites(app: Proc) -> dict[str, str]:
+def sites(app_proc: Proc) -> dict[str, str]:
     """One static site that builds, one whose latest deploy failed."""
-    with client(app) as http:
+    with client(app_proc) as http:
         ids = {}
         for name, kw in (("cli-good", {}), ("cli-broken", {"publish": "nowhere"})):
             resp = http.post("/render/services", json={"service": static_site(name, **kw)})
@@ -64,7 +49,7 @@ def test_help_works_without_configuration() -> None:
     assert run("render", env={}).returncode == 2  # no subcommand: usage
 
 
-def test_status_and_list(env: dict[str, str], sites: dict[str, str], fake: FakeProc) -> None:
+def test_status_and_list(env: dict[str, str], sites: dict[str, str], fake_proc: FakeProc) -> None:
     proc = run("render", "status", env=env)
     assert proc.returncode == 0, proc.stderr
     lines = {line.split()[1]: line.split()[0] for line in proc.stdout.splitlines()}
@@ -75,7 +60,7 @@ def test_status_and_list(env: dict[str, str], sites: dict[str, str], fake: FakeP
     assert run("render", "status", "--fail-on-error", "--name", "cli-good", env=env).returncode == 0
 
     # With a Render token the CLI reads Render directly (no opsloop needed for a read).
-    direct = run("render", "status", "--json", "--type", "static_site", env={"RENDER_API_TOKEN": TOKEN, "RENDER_API_BASE_URL": fake.base_url})
+    direct = run("render", "status", "--json", "--type", "static_site", env={"RENDER_API_TOKEN": TOKEN, "RENDER_API_BASE_URL": fake_proc.base_url})
     assert direct.returncode == 0, direct.stderr
     body = json.loads(direct.stdout)
     assert {s["name"]: s["status"] for s in body["services"]} == {"cli-good": "live", "cli-broken": "build_failed"} and body["failed"] == 1

@@ -4,29 +4,21 @@ recorded (with its events) in the database it uses."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.support.database import fresh_database
 
 from .conftest import TOKEN
-from .procs import REPO, FakeProc, cli, kinds, start_fake, tasks_of
+from .procs import REPO, FakeProc, cli, kinds, tasks_of
+
+FAKE_BUILD_SECONDS = 0.2
 
 
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeProc]:
-    proc = start_fake("render-cli-local-fake", build_seconds=0.2)
-    yield proc
-    proc.stop()
-
-
-def test_apply_runs_here_when_no_opsloop_answers(fake: FakeProc, tmp_path: Path) -> None:
+def test_apply_runs_here_when_no_opsloop_answers(fake_proc: FakeProc, tmp_path: Path) -> None:
     env_file = tmp_path / ".env.render"
     env_file.write_text("BASIC_AUTH_PASS=first-deploy-password-0123\n")
     with fresh_database("opsloop_render_local") as database_url:
-        shell = {"RENDER_API_TOKEN": TOKEN, "RENDER_API_BASE_URL": fake.base_url, "OPSLOOP_RENDER_REPO": REPO, "DATABASE_URL": database_url}
+        shell = {"RENDER_API_TOKEN": TOKEN, "RENDER_API_BASE_URL": fake_proc.base_url, "OPSLOOP_RENDER_REPO": REPO, "DATABASE_URL": database_url}
         plan = cli("render", "plan", "--env-file", str(env_file), env=shell)
         assert plan.returncode == 0, plan.stderr
         assert "no opsloop to ask: running it in this process" in plan.stderr and "+ database opsloop-db (postgres): create" in plan.stdout

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from opsloop.backend.render.client import (
+from opsloop.render.client import (
     RateLimit,
     RenderAPIError,
     RenderClient,

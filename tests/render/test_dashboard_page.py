@@ -12,22 +12,15 @@ from tests.support.dashboard import CHROMIUM, CHROMIUM_ARGS, dashboard_process, 
 from tests.support.processes import ARTIFACTS, PASSWORD, USER, Proc, free_port
 
 from .conftest import static_site
-from .procs import FakeProc, client, render_env, start_fake, tasks_of, wait_deploy_status
+from .procs import FakeProc, client, render_env, tasks_of, wait_deploy_status
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeProc]:
-    proc = start_fake("render-dashboard-fake", build_seconds=0.3)
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture(scope="module")
-def dashboard(database_url: str, fake: FakeProc) -> Iterator[Proc]:
+def dashboard(database_url: str, fake_proc: FakeProc) -> Iterator[Proc]:
     require_chromium()
-    proc = dashboard_process(database_url, name="render-dashboard", port=free_port(), **render_env(fake)).start(timeout=120)
+    proc = dashboard_process(database_url, name="render-dashboard", port=free_port(), **render_env(fake_proc)).start(timeout=120)
     yield proc
     proc.stop()
 

@@ -7,7 +7,7 @@ import re
 
 import yaml
 
-from opsloop.backend.render.openapi_check import project_root
+from opsloop.render.reference import project_root
 
 ROOT = project_root()
 

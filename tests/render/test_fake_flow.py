@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from opsloop.backend.render.client import RateLimit, RenderAPIError, RenderClient, merge_env
-from opsloop.backend.render.fake import create_fake_render_app
+from opsloop.devtools.render_fake.app import create_fake_render_app
+from opsloop.render.client import RateLimit, RenderAPIError, RenderClient, merge_env
 
 from .conftest import TOKEN, FakeServer, Recorder, Sleeps, owner_id, serve, static_site, stop, wait_deploy, web_service
 

@@ -23,13 +23,13 @@ import psycopg
 import pytest
 import pytest_asyncio
 
-from opsloop.backend.render.blueprint import blueprint_from_dict
-from opsloop.backend.render.blueprint_apply import StepResult, apply
-from opsloop.backend.render.blueprint_plan import plan_against
-from opsloop.backend.render.blueprint_wait import wait_and_check
-from opsloop.backend.render.client import RenderClient, Throttle
-from opsloop.backend.render.fake import create_fake_render_app
-from opsloop.backend.render.fake_runner import Runner
+from opsloop.devtools.render_fake.app import create_fake_render_app
+from opsloop.devtools.render_fake.runner import Runner
+from opsloop.render.blueprint import blueprint_from_dict
+from opsloop.render.blueprint_apply import StepResult, apply
+from opsloop.render.blueprint_plan import plan_against
+from opsloop.render.blueprint_wait import wait_and_check
+from opsloop.render.client import RenderClient, Throttle
 from tests.support.database import server_url
 
 from .conftest import TOKEN, FakeServer, Recorder, Sleeps, have_reference, owner_id, serve, stop

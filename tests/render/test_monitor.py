@@ -6,6 +6,9 @@ exercised), with a cap of one fix per service per hour.
 - a fix that does not help: recorded as failed, never repeated, left to a person with a warn line;
 - the cap: one fix went live, then (apps stopped) someone breaks the site again; after the
   restart the monitor still knows it already spent its attempt, and leaves it to a person.
+
+Each test checks that its own sites' failed deploys were handled once, by one instance; no test
+reads rows another test wrote.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import httpx
 import pytest
 
 from opsloop.backend.config import Settings
-from opsloop.backend.render.monitor import Change, diagnose, patch_of, plan_fix
+from opsloop.render.monitor import Change, diagnose, patch_of, plan_fix
 from tests.support.processes import Proc, wait_for
 
 from .conftest import static_site
@@ -85,11 +88,29 @@ def create_site(http: httpx.Client, name: str, **kw: Any) -> tuple[str, str]:
     return resp.json()["service"]["id"], resp.json()["deployId"]
 
 
-def a_later_tick(http: httpx.Client, database_url: str, name: str) -> None:
+def a_later_tick(http: httpx.Client, database_url: str, name: str) -> str:
     """A marker instead of a sleep: a new broken site the monitor must handle. Once its row exists, a
     whole tick that started after this call has run, and a tick looks at every watched site."""
     sid, _ = create_site(http, name, build="", publish=".web/build/client")
     wait_rows(database_url, sid, lambda r: len(r) >= 1, f"the monitor to handle {name}")
+    return sid
+
+
+def handled_once(database_url: str, *service_ids: str) -> dict[str, int]:
+    """Each failed deploy of these services was handled once, by one instance: no deploy has two
+    fix rows; returns the autofix tasks (n) and the distinct deploys they fix (d)."""
+    ids = {"s": list(service_ids)}
+    with db(database_url) as conn:
+        dupes = conn.execute(
+            "SELECT service_id, deploy_id, count(*) FROM render_fixes WHERE service_id = ANY(%(s)s) GROUP BY 1, 2 HAVING count(*) > 1", ids
+        ).fetchall()
+        tasks = conn.execute(
+            "SELECT count(*) AS n, count(DISTINCT payload->>'deployId') AS d FROM tasks"
+            " WHERE type = 'render.autofix' AND payload->>'serviceId' = ANY(%(s)s)",
+            ids,
+        ).fetchone()
+    assert dupes == []
+    return {"n": tasks["n"], "d": tasks["d"]}
 
 
 def test_empty_build_command_is_fixed_and_the_redeploy_goes_live(cluster: Cluster) -> None:
@@ -116,6 +137,7 @@ def test_empty_build_command_is_fixed_and_the_redeploy_goes_live(cluster: Cluste
             http, {"q": "mon-empty", "limit": 50}, lambda ls: any("is live again" in line["message"] for line in ls), "the live-again line"
         )
         assert any("fixing buildCommand" in line["message"] for line in logs)
+    assert handled_once(url, sid) == {"n": 1, "d": 1}
 
 
 def test_a_fix_that_does_not_help_is_not_repeated(cluster: Cluster) -> None:
@@ -134,7 +156,7 @@ def test_a_fix_that_does_not_help_is_not_repeated(cluster: Cluster) -> None:
         assert seen.index("render.autofix.reverted") < seen.index("render.autofix.outcome")
         service = http.get("/render/services", params={"name": "mon-wrongpub"}).json()["services"][0]
         assert service["serviceDetails"]["publishPath"] == "public"  # the change that did not help is undone
-        a_later_tick(http, url, "mon-tick-1")
+        tick = a_later_tick(http, url, "mon-tick-1")
         assert [x["outcome"] for x in fix_rows(url, sid)] == ["failed", "left_to_person"]
         assert len(autofix_tasks(url, sid)) == 1
         assert wait_deploy_status(http, sid)["status"] == "build_failed"
@@ -142,6 +164,7 @@ def test_a_fix_that_does_not_help_is_not_repeated(cluster: Cluster) -> None:
             http, {"level": "warn", "q": "mon-wrongpub", "limit": 50}, lambda ws: any("did not help" in w["message"] for w in ws), "the warn line"
         )
         assert sum("left to a person" in w["message"] for w in warns) == 1  # said once, not every tick
+    assert handled_once(url, sid, tick) == {"n": 2, "d": 2}  # the site and its tick marker
 
 
 def test_the_cap_holds_across_a_restart(cluster: Cluster) -> None:
@@ -162,16 +185,9 @@ def test_the_cap_holds_across_a_restart(cluster: Cluster) -> None:
     assert rows[1]["deploy_id"] == deploy["id"] and rows[1]["outcome"] == "left_to_person"
     assert "cap reached" in rows[1]["fix"]["reason"]
     with cluster.http() as http:
-        a_later_tick(http, url, "mon-tick-2")
+        tick = a_later_tick(http, url, "mon-tick-2")
     assert len(fix_rows(url, sid)) == 2 and len(autofix_tasks(url, sid)) == 1
-
-
-def test_each_failed_deploy_was_handled_once_by_one_instance(cluster: Cluster) -> None:
-    with db(cluster.database_url) as conn:
-        dupes = conn.execute("SELECT service_id, deploy_id, count(*) FROM render_fixes GROUP BY 1, 2 HAVING count(*) > 1").fetchall()
-        tasks = conn.execute("SELECT count(*) AS n, count(DISTINCT payload->>'deployId') AS d FROM tasks WHERE type = 'render.autofix'").fetchone()
-    assert dupes == []
-    assert tasks["n"] == tasks["d"] == 5  # three sites and the two tick markers
+    assert handled_once(url, sid, tick) == {"n": 2, "d": 2}  # the site and its tick marker
 
 
 # ----- pure logic --------------------------------------------------------------------------------
@@ -237,7 +253,7 @@ async def test_an_unrecognised_failure_is_left_to_a_person_once(database_url: st
     from types import SimpleNamespace
 
     from opsloop.backend import db as dbmod
-    from opsloop.backend.render.monitor import RenderMonitor
+    from opsloop.render.monitor import RenderMonitor
 
     pool = dbmod.make_pool(database_url, min_size=1, max_size=4)
     await pool.open(wait=True)

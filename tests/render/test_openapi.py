@@ -9,8 +9,8 @@ import httpx
 import pytest
 import yaml
 
-from opsloop.backend.render.client import RenderAPIError, RenderClient, merge_env
-from opsloop.backend.render.openapi_check import OpenAPIChecker
+from opsloop.devtools.render_fake.openapi_check import OpenAPIChecker
+from opsloop.render.client import RenderAPIError, RenderClient, merge_env
 
 from .conftest import TOKEN, FakeServer, Recorder, owner_id, require_reference, static_site, wait_deploy, web_service
 

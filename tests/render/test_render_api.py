@@ -14,26 +14,12 @@ import pytest
 from tests.support.processes import Proc, app_instance
 
 from .conftest import static_site, web_service
-from .procs import FakeProc, client, events_of, kinds, start_app, start_fake, tasks_of, wait_deploy_status
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeProc]:
-    proc = start_fake("render-api-fake")
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture(scope="module")
-def app(database_url: str, fake: FakeProc) -> Iterator[Proc]:
-    proc = start_app(database_url, fake, "render-api-app")
-    yield proc
-    proc.stop()
+from .procs import FakeProc, client, events_of, kinds, tasks_of, wait_deploy_status
 
 
 @pytest.fixture
-def http(app: Proc) -> Iterator[httpx.Client]:
-    with client(app) as c:
+def http(app_proc: Proc) -> Iterator[httpx.Client]:
+    with client(app_proc) as c:
         yield c
 
 
@@ -93,7 +79,7 @@ def test_create_env_merge_clear_deploy_live_each_a_task_with_events(http: httpx.
     assert agents["render"]["url"] == "local://render" and "render.autofix" in agents["render"]["task_types"]
 
 
-def test_render_errors_are_surfaced_not_500(http: httpx.Client, fake: FakeProc, database_url: str) -> None:
+def test_render_errors_are_surfaced_not_500(http: httpx.Client, fake_proc: FakeProc, database_url: str) -> None:
     resp = http.post("/render/deploy/srv-doesnotexist0000")
     assert resp.status_code == 404, resp.text
     assert "not found: srv-doesnotexist0000" in resp.json()["error"] and resp.json()["taskId"]
@@ -115,11 +101,11 @@ def test_render_errors_are_surfaced_not_500(http: httpx.Client, fake: FakeProc, 
 
     sid = duplicate.json()["service"]["id"]
     wait_deploy_status(http, sid)
-    fake.control("faults", {"status": 500, "count": 1, "path_prefix": f"/services/{sid}/deploys", "method": "POST"})
+    fake_proc.control("faults", {"status": 500, "count": 1, "path_prefix": f"/services/{sid}/deploys", "method": "POST"})
     broken = http.post(f"/render/deploy/{sid}")
     assert broken.status_code == 502 and "internal server error" in broken.json()["error"]
 
-    fake.control("faults", {"status": 429, "count": 2, "path_prefix": "/services", "method": "GET", "retry_after": 0.2})
+    fake_proc.control("faults", {"status": 429, "count": 2, "path_prefix": "/services", "method": "GET", "retry_after": 0.2})
     assert http.get("/render/services", params={"name": "dup-svc"}).status_code == 200  # waited out, then answered
 
 

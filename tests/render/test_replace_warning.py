@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from opsloop.state.render import replace_warning
+from opsloop.render.state import replace_warning
 
 
 def test_replace_all_names_what_it_would_delete() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 Id = Field(default=None, min_length=1, max_length=200)
 
@@ -61,25 +61,3 @@ class AgentRegistration(_Body):
 
 class AgentHeartbeat(_Body):
     slug: StrictStr = Field(min_length=1, max_length=100)
-
-
-class RenderDeploy(_Body):
-    clearCache: StrictBool = False
-
-
-class RenderEnvPatch(_Body):
-    env: dict[str, StrictStr]
-    clear: StrictBool = False
-    deploy: StrictBool = True  # a change takes effect on a deploy, as in Render's dashboard
-
-
-class RenderServiceCreate(_Body):
-    service: dict[str, Any]
-    env: dict[str, StrictStr] | None = None
-
-
-class BlueprintApply(_Body):
-    dryRun: StrictBool = False
-    path: StrictStr | None = None
-    env: dict[str, StrictStr] | None = None  # the operator's values of render.yaml's `sync: false` keys (sealed in the task)
-    wait: StrictBool = False  # wait for the deploys, then check each web service's health and /config/validate

@@ -22,10 +22,8 @@ import functools
 import json
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BAD_OUTCOME = 0, 1, 2, 3
@@ -184,87 +182,10 @@ def _age(ts: str | None) -> str:
 
 
 def _fake(args: argparse.Namespace) -> int:
+    """The local Render lives with the dev tools; this is the one place the plugin reaches them."""
+    from opsloop.devtools.render_fake.cli import run_fake
 
-    token = args.token if args.token is not None else (_settings().RENDER_API_TOKEN or None)
-    if token:
-        _check_token(token)
-    sys.stderr.write(
-        f"fake Render API on http://{args.host}:{args.port}/v1 ({'token required' if token else 'any token'}); "
-        f"point opsloop at it with RENDER_API_BASE_URL=http://{args.host}:{args.port}/v1\n"
-    )
-    if args.rate_scale <= 0:
-        raise UsageError("--rate-scale must be positive")
-    repo_map = {}
-    for pair in args.repo_map:
-        url, sep, path = pair.partition("=")
-        if not sep or not url or not path:
-            raise UsageError(f"--repo-map expects URL=PATH, got {pair[:60]!r}")
-        repo_map[url.rstrip("/")] = str(Path(path).resolve())
-    work_dir = Path(args.work_dir).resolve() if args.work_dir else Path(tempfile.mkdtemp(prefix="opsloop-render-"))
-    postgres_url = args.postgres_url
-    embedded = work_dir / "postgres" / "data" if postgres_url == "embedded" else None
-    if embedded is not None:
-        from opsloop.backend.embedded_db import start_embedded
-
-        postgres_url = start_embedded(embedded)
-    build_env = {}
-    for pair in args.build_env:
-        key, sep, value = pair.partition("=")
-        if not sep or not _KEY.match(key):
-            raise UsageError(f"--build-env expects KEY=VALUE, got {key[:40]!r}")
-        build_env[key] = value
-    build_venv = Path(args.build_venv).absolute() if args.build_venv else None
-    if build_venv is not None and not (build_venv / "bin" / "python").exists():
-        raise UsageError(f"--build-venv {args.build_venv}: not a virtualenv (no bin/python)")
-    sys.stderr.write(f"deploys of reachable repositories run under {work_dir}\n")
-    try:
-        _serve_fake(args, token, work_dir, build_venv, repo_map, postgres_url, build_env)
-    finally:
-        if embedded is not None:
-            from opsloop.backend.embedded_db import stop_embedded
-
-            stop_embedded(embedded)
-    return EXIT_OK
-
-
-def _serve_fake(
-    args: argparse.Namespace,
-    token: str | None,
-    work_dir: Path,
-    build_venv: Path | None,
-    repo_map: dict[str, str],
-    postgres_url: str | None,
-    build_env: dict[str, str],
-) -> None:
-    from opsloop.backend.render.fake import run_fake_render
-
-    run_fake_render(
-        args.host,
-        args.port,
-        token or None,
-        build_seconds=args.build_seconds,
-        log_level="warning",
-        rate_scale=args.rate_scale,
-        work_dir=work_dir,
-        build_venv=build_venv,
-        repo_map=repo_map,
-        postgres_url=postgres_url,
-        validate_openapi=args.validate_openapi,
-        build_env=build_env,
-    )
-
-
-def _check_token(token: str) -> None:
-    """The local Render takes only a token opsloop itself accepts (infra/config.schema.json)."""
-    import jsonschema
-
-    from opsloop.backend.config import load_schema
-
-    rule = load_schema()["properties"]["RENDER_API_TOKEN"]
-    try:
-        jsonschema.validate(token, {k: v for k, v in rule.items() if not k.startswith("x-") and k != "description"})
-    except jsonschema.ValidationError as exc:
-        raise UsageError(f"--token: opsloop would refuse this RENDER_API_TOKEN ({exc.message.replace(repr(token), 'the token')})") from None
+    return run_fake(args)
 
 
 # ----- reads: Render directly when a token is set, else through opsloop ----------------------------
@@ -284,8 +205,8 @@ def _read_services(args: argparse.Namespace, with_latest: bool) -> list[dict[str
 
 
 async def _direct_services(settings: Any, type_: str | None, name: str | None, with_latest: bool) -> list[dict[str, Any]]:
-    from opsloop.backend.render.client import RenderAPIError, RenderClient
     from opsloop.cli.client import ClientError
+    from opsloop.render.client import RenderAPIError, RenderClient
 
     def csv(value: str | None) -> list[str] | None:
         return [v.strip() for v in value.split(",") if v.strip()] or None if value else None
@@ -473,8 +394,8 @@ def _secrets(args: argparse.Namespace) -> dict[str, str]:
     """Values of render.yaml's `sync: false` keys: the environment, then --env-file (which wins)."""
     import os
 
-    from opsloop.backend.render.agent import PayloadError, blueprint_path
-    from opsloop.backend.render.blueprint import BlueprintError, load_blueprint
+    from opsloop.render.agent import PayloadError, blueprint_path
+    from opsloop.render.blueprint import BlueprintError, load_blueprint
 
     try:
         keys = {key for _, key in load_blueprint(blueprint_path(args.path), validate=False).secret_keys()}
@@ -510,7 +431,7 @@ def _answer(client: Any, body: dict[str, Any], args: argparse.Namespace, what: s
 
 def _here(args: argparse.Namespace) -> bool:
     """Run plan/apply in this process: --local, or a Render token and no opsloop to ask (render_local)."""
-    from opsloop.cli import render_local
+    from opsloop.render import cli_local as render_local
 
     settings = _settings()
     if args.local:
@@ -541,7 +462,7 @@ def _checked(data: dict[str, Any], status: int, args: argparse.Namespace, what: 
 def _plan(args: argparse.Namespace) -> int:
     body = {"dryRun": True, "env": _secrets(args), **({"path": args.path} if args.path else {})}
     if _here(args):
-        from opsloop.cli import render_local
+        from opsloop.render import cli_local as render_local
 
         plan = _checked(*render_local.run(args.path, body["env"], dry_run=True, wait=False), args, "plan")["plan"]
     else:
@@ -571,7 +492,7 @@ def _apply(args: argparse.Namespace) -> int:
     secrets = _secrets(args)
     body: dict[str, Any] = {"env": secrets, **({"path": args.path} if args.path else {})}
     if _here(args):
-        from opsloop.cli import render_local
+        from opsloop.render import cli_local as render_local
 
         if not args.yes and not sys.stdin.isatty():
             raise UsageError("refusing to apply without confirmation: stdin is not a terminal (pass --yes)")

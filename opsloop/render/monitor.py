@@ -250,7 +250,7 @@ class RenderMonitor:
             "patch": patch,
         }
         task = await tasks.create(
-            self.rt.pool,
+            self.rt,
             "render.autofix",
             payload,
             source="monitor",
@@ -258,14 +258,14 @@ class RenderMonitor:
             idempotency_key=f"render.autofix:{sid}:{deploy_id}",
         )
         fix = {"serviceName": name, "problems": problems, "changes": payload["changes"], "patch": patch, "skipped": skipped}
-        await fixes.insert(conn, sid, deploy_id, ",".join(problems), fix, "pending", task["id"])
+        await fixes.insert(conn, sid, deploy_id, ",".join(problems), fix, "pending", task.id)
         fields = ", ".join(f"{c.field}={c.after!r}" for c in changes)
         self.rt.writer.info(
             f"render monitor: deploy {deploy_id} of {name} failed ({', '.join(problems)}); fixing {fields} and redeploying",
             {"serviceId": sid, "deployId": deploy_id},
-            task_id=task["id"],
-            trace_id=task["trace_id"],
-            correlation_id=task["correlation_id"],
+            task_id=task.id,
+            trace_id=task.trace_id,
+            correlation_id=task.correlation_id,
         )
         return "fixing"
 
@@ -279,14 +279,14 @@ class RenderMonitor:
         if task_id is None:
             await fixes.settle(conn, fix["id"], "error", {"reason": "no autofix task was recorded"})
             return "settled"
-        task, events = await tasks.get(self.rt.pool, task_id)
-        if task["status"] in tasks.ACTIVE:
+        task, events = await tasks.get(self.rt, task_id)
+        if task.status in tasks.ACTIVE:
             return "fixing"
-        said = next((e["data"] for e in reversed(events) if e["kind"] == "render.autofix.outcome" and isinstance(e.get("data"), dict)), None)
-        ids = {"task_id": task_id, "trace_id": task["trace_id"], "correlation_id": task["correlation_id"]}
+        said = next((e.data for e in reversed(events) if e.kind == "render.autofix.outcome" and isinstance(e.data, dict)), None)
+        ids = {"task_id": task_id, "trace_id": task.trace_id, "correlation_id": task.correlation_id}
         if said is None:
-            message = str((task.get("error") or {}).get("message") or task["status"])
-            await fixes.settle(conn, fix["id"], "error", {"reason": f"the autofix task ended {task['status']}: {message}"})
+            message = str((task.error or {}).get("message") or task.status)
+            await fixes.settle(conn, fix["id"], "error", {"reason": f"the autofix task ended {task.status}: {message}"})
             self._warn(f"render monitor: the fix for {name} could not be applied ({message}); left to a person", fix["service_id"], fix["deploy_id"])
             return "settled"
         redeploy_id, status = said.get("deployId"), said.get("status")

@@ -33,7 +33,7 @@ from typing import Any, Literal
 import yaml
 from jsonschema import Draft202012Validator
 
-from .openapi_check import reference_dir
+from .reference import reference_dir
 
 MASK = "***"
 INTERNAL_PORT = "10000"  # Render's default PORT

@@ -12,28 +12,29 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
 
-from opsloop.backend.api.deps import JSON, caller, parse_limit, read_json, runtime, validate
-from opsloop.backend.api.schemas import BlueprintApply, RenderDeploy, RenderEnvPatch, RenderServiceCreate
+from opsloop.backend.api.deps import JSON, RuntimeDep, caller, parse_limit, read_json, validate
 from opsloop.backend.errors import BadRequest
-from opsloop.backend.render import service as render
-from opsloop.backend.render.agent import PayloadError, env_of, service_id_of
-from opsloop.backend.render.service import RenderRuntime
-from opsloop.backend.runtime import Runtime
+from opsloop.render import service as render
+from opsloop.render.agent import PayloadError, env_of, service_id_of
+from opsloop.render.errors import RenderFailure
+from opsloop.render.runtime import RenderRuntime, require
+from opsloop.render.schemas import BlueprintApply, RenderDeploy, RenderEnvPatch, RenderServiceCreate
 
 router = APIRouter(prefix="/render", tags=["render"], dependencies=[Depends(caller)])
 SOURCES = {"cli", "api"}
 
 
-async def render_runtime(rt: Runtime = Depends(runtime)) -> RenderRuntime:
+async def render_runtime(rt: RuntimeDep) -> RenderRuntime:
     """This process's Render runtime; a 503 naming RENDER_API_TOKEN when Render is not configured."""
-    return render.require(rt)
+    return require(rt)
 
 
 RenderDep = Annotated[RenderRuntime, Depends(render_runtime)]
 
 
-def _body_schema(model: type, required: bool = True) -> dict:
+def _body_schema(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
     return {"requestBody": {"required": required, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
@@ -71,7 +72,7 @@ def _filter(request: Request, name: str) -> str | None:
     return value
 
 
-def _answer(exc: render.RenderFailure) -> JSON:
+def _answer(exc: RenderFailure) -> JSON:
     return JSON(exc.body(), status_code=exc.status)
 
 
@@ -79,7 +80,7 @@ def _answer(exc: render.RenderFailure) -> JSON:
 async def list_services(request: Request, rr: RenderDep) -> JSON:
     try:
         services = await render.list_services(rr, type=_filter(request, "type"), name=_filter(request, "name"))
-    except render.RenderFailure as exc:
+    except RenderFailure as exc:
         return _answer(exc)
     return JSON({"services": services})
 
@@ -92,7 +93,7 @@ async def create_service(request: Request, rr: RenderDep) -> JSON:
         out = await render.create_service(rr, body.service, env, source=_source(request))
     except PayloadError as exc:
         raise BadRequest(str(exc)) from None
-    except render.RenderFailure as exc:
+    except RenderFailure as exc:
         return _answer(exc)
     return JSON({"service": out["service"], "env": out["env"], "deployId": out.get("deployId")}, status_code=201)
 
@@ -110,7 +111,7 @@ async def patch_env(service_id: str, request: Request, rr: RenderDep) -> JSON:
         out = await render.set_env(rr, sid, env, body.clear, source=_source(request), deploy=body.deploy)
     except PayloadError as exc:
         raise BadRequest(str(exc)) from None
-    except render.RenderFailure as exc:
+    except RenderFailure as exc:
         return _answer(exc)
     return JSON({"env": out["env"], "changed": out.get("changed"), "deploy": out.get("deploy")})
 
@@ -126,7 +127,7 @@ async def deploy(service_id: str, request: Request, rr: RenderDep) -> JSON:
     body = validate(RenderDeploy, await _optional_json(request))
     try:
         out = await render.deploy(rr, sid, body.clearCache, source=_source(request))
-    except render.RenderFailure as exc:
+    except RenderFailure as exc:
         return _answer(exc)
     return JSON({"deploy": out["deploy"]}, status_code=202)
 
@@ -138,7 +139,7 @@ async def list_deploys(service_id: str, request: Request, rr: RenderDep) -> JSON
     cursor = _filter(request, "cursor")
     try:
         deploys, next_cursor = await render.list_deploys(rr, sid, limit=limit, cursor=cursor)
-    except render.RenderFailure as exc:
+    except RenderFailure as exc:
         return _answer(exc)
     return JSON({"deploys": deploys, "next_cursor": next_cursor})
 
@@ -158,6 +159,6 @@ async def blueprint_apply(request: Request, rr: RenderDep) -> JSON:
         if body.dryRun:
             return JSON({"dryRun": True, "plan": await render.plan_blueprint(rr, body.path, secrets)})
         out = await render.apply_blueprint(rr, body.path, source=_source(request), secrets=secrets, wait=body.wait)
-    except render.RenderFailure as exc:
+    except RenderFailure as exc:
         return _answer(exc)
     return JSON({"dryRun": False, **out})

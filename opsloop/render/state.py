@@ -1,7 +1,7 @@
 """The Render page: services with their latest deploy, deploy and env actions, render.yaml plan
 and apply, the monitor's fixes and the latest Render tasks.
 
-Reads go to the backend in-process (``opsloop.backend.render.service``), through its short TTL
+Reads go to the plugin in-process (``opsloop.render.service``), through its short TTL
 cache so that many open tabs cost Render one call; writes are ``render.*`` tasks like from any
 other entry point (source ``dashboard``). Every handler treats its arguments as untrusted (anyone
 can send any event on the state socket): ids must be among the services shown, env keys valid.
@@ -16,12 +16,14 @@ from typing import Any
 import reflex as rx
 
 from opsloop.backend.live.bus import LiveMessage
-from opsloop.backend.render import service as render
-from opsloop.backend.render.agent import TASK_TYPES
-from opsloop.backend.render.service import RenderRuntime
-from opsloop.backend.runtime import get_runtime
+from opsloop.render import service as render
+from opsloop.render.errors import RenderFailure
+from opsloop.render.runtime import RenderRuntime, require
+from opsloop.render.task_types import TASK_TYPES
+from opsloop.state.access import runtime
 from opsloop.state.display import stamp, task_row
 from opsloop.state.live import watch
+from opsloop.state.live_view import LiveFilter, LiveParams, LiveView
 
 PAGE_SIZE = 20
 TYPES = ("static_site", "web_service", "private_service", "background_worker", "cron_job")
@@ -29,9 +31,13 @@ MAX_ENV_TEXT = 20_000
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,255}$")
 
 
+def _render_task(msg: LiveMessage) -> bool:
+    return msg.kind == "task" and str(msg.row.get("type", "")) in TASK_TYPES
+
+
 def _render() -> RenderRuntime:
     """This process's Render runtime (a RenderFailure 503 when Render is not configured)."""
-    return render.require(get_runtime())
+    return require(runtime())
 
 
 def parse_env_text(text: str) -> tuple[dict[str, str], str]:
@@ -116,7 +122,7 @@ def plan_rows(plan: dict[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
-class RenderState(rx.State):
+class RenderState(LiveView, rx.State):
     configured: bool = False
     api: str = ""
     monitor: str = ""
@@ -157,7 +163,7 @@ class RenderState(rx.State):
 
     @rx.event
     async def load(self) -> None:
-        rt = get_runtime()
+        rt = runtime()
         rr = rt.plugin(RenderRuntime)
         self.configured = rr is not None
         self.error = self.notice = ""
@@ -193,14 +199,14 @@ class RenderState(rx.State):
             shown = services[(self.page - 1) * PAGE_SIZE : self.page * PAGE_SIZE]
             latest = await asyncio.gather(*(render.latest_deploy(rr, str(s["id"])) for s in shown))
             self.rows = [service_row(s, d) for s, d in zip(shown, latest, strict=True)]
-        except render.RenderFailure as exc:
+        except RenderFailure as exc:
             self.error = f"Render: {exc.message}"
         await self._refresh_records()
 
     async def _refresh_records(self) -> None:
         rr = _render()
         self.fixes = [fix_row(r) for r in await render.recent_fixes(rr, 20)]
-        self.tasks = [task_row(t) for t in await render.recent_tasks(rr, 10)]
+        self.tasks = [task_row(t.row()) for t in await render.recent_tasks(rr, 10)]
 
     def _known(self, service_id: Any) -> dict[str, str] | None:
         """The shown row of an id the browser sent (untrusted): None unless it is on this page."""
@@ -249,7 +255,7 @@ class RenderState(rx.State):
             out = await render.deploy(_render(), row["id"], False, source="dashboard")
             deploy = out.get("deploy") or {}
             self.notice = f"Deploy {deploy.get('id', '')} of {row['name']} started ({deploy.get('status', 'queued')})."
-        except render.RenderFailure as exc:
+        except RenderFailure as exc:
             self.error = f"Deploy of {row['name']} failed: {exc.message}"
         self.busy = ""
         await self._refresh(max_age=0.5)
@@ -269,7 +275,7 @@ class RenderState(rx.State):
         try:
             env = await render.list_env(_render(), self.env_service)
             self.env_current = [[k, env[k]] for k in sorted(env)][:200]
-        except render.RenderFailure as exc:
+        except RenderFailure as exc:
             self.env_current = []
             self.error = f"Env of {self.env_name}: {exc.message}"
 
@@ -327,7 +333,7 @@ class RenderState(rx.State):
             self.notice = f"Env of {self.env_name} {verb} {len(env)} variable(s); {len(out['env'])} in all{deployed}."
             self.env_text, self.env_clear = "", False
             await self._load_env()
-        except render.RenderFailure as exc:
+        except RenderFailure as exc:
             self.error = f"Env of {self.env_name} not changed: {exc.message}"
         self.busy = ""
         await self._refresh_records()
@@ -349,7 +355,7 @@ class RenderState(rx.State):
             self.plan_notes = [*plan.get("skipped", []), *plan.get("warnings", []), *missing, *plan.get("blocked", [])]
             self.plan_noop = bool(plan.get("noop"))
             self.plan_loaded = True
-        except render.RenderFailure as exc:
+        except RenderFailure as exc:
             self.error = f"Plan failed: {exc.message}"
         self.busy = ""
 
@@ -364,7 +370,7 @@ class RenderState(rx.State):
             out = await render.apply_blueprint(_render(), source="dashboard")
             self._show_applied(out)
             self.notice = "render.yaml applied." if out.get("ok") else "Apply stopped at a failure."
-        except render.RenderFailure as exc:
+        except RenderFailure as exc:
             self._show_applied(exc.extra)
             problems = [str(p) for p in exc.extra.get("problems") or []][:20]
             self.error = f"Apply failed: {exc.message}" + (f" ({'; '.join(problems)})" if problems else "")
@@ -382,9 +388,10 @@ class RenderState(rx.State):
 
     # ----- live ------------------------------------------------------------------------
 
-    @staticmethod
-    def live_accepts(params: dict[str, Any], msg: LiveMessage) -> bool:
-        return msg.kind == "task" and str(msg.row.get("type", "")) in TASK_TYPES
+    @classmethod
+    def live_filter_for(cls, params: LiveParams) -> LiveFilter:
+        """Every ``render.*`` task change (the page has no filters of its own)."""
+        return _render_task
 
     async def _apply_live(self, msgs: list[LiveMessage]) -> None:
         """A Render task changed: show it; when one finished, its service's status may have too."""

@@ -6,9 +6,7 @@ another instance runs the task) and returns the task's output, or raises :class:
 carrying the HTTP status the caller should see and Render's own message. Reads (services,
 deploys, plans) go to Render directly: they change nothing.
 
-:func:`start_render` builds the plugin's :class:`RenderRuntime` when RENDER_API_TOKEN is set:
-the client, the agent and the monitor; the composition root registers the agent (its handler,
-registry row and heartbeat) and schedules the monitor job from it.
+Every function takes the process's :class:`~opsloop.render.runtime.RenderRuntime`.
 """
 
 from __future__ import annotations
@@ -17,41 +15,31 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any
 
-from opsloop.backend.sealing import seal
-from opsloop.plugin import AgentLimits, Host, LocalAgent, PluginRuntime, ScheduledJob
+from opsloop.backend.tasks.model import Task, TaskStatus
+from opsloop.render.sealing import seal
 
-from . import tasks
+from . import fixes, tasks
 from .agent import (
     IN_PROGRESS_STATUSES,
-    LIMITS,
-    LOCAL_URL,
-    SLUG,
-    TASK_TYPES,
     PayloadError,
-    RenderAgent,
     RenderConfigError,
     blueprint_path,
     blueprint_source,
+    mask_env,
 )
 from .blueprint import BlueprintError, load_blueprint
 from .blueprint_plan import plan_against
-from .client import RenderAPIError, RenderClient
+from .client import RenderAPIError
 from .errors import RenderFailure, http_status
-from .monitor import RenderMonitor
-from .openapi_check import project_root
+from .reference import project_root
+from .runtime import RenderRuntime
 
 if TYPE_CHECKING:
     from opsloop.backend.live.bus import LiveMessage
-    from opsloop.backend.runtime import Runtime
 
-NOT_CONFIGURED = "Render is not configured on this opsloop: set RENDER_API_TOKEN (and RENDER_API_BASE_URL for the local fake)"
 DEFAULT_WAIT_S = 120.0
-HEARTBEAT_S = 10.0
-T = TypeVar("T")
 
 
 def failure_from(exc: Exception) -> RenderFailure:
@@ -64,83 +52,6 @@ def failure_from(exc: Exception) -> RenderFailure:
     if isinstance(exc, RenderConfigError):
         return RenderFailure(503, str(exc))
     return RenderFailure(502, f"{type(exc).__name__}: {exc}")
-
-
-@dataclass
-class RenderRuntime(PluginRuntime):
-    """What a process holds for Render when a token is configured: the plugin's runtime object.
-
-    Entry points (routes, dashboard, CLI, monitor) take it; the runtime registers its agent and
-    jobs (`agents`, `jobs`) and closes it.
-    """
-
-    host: Host
-    client: RenderClient
-    agent: RenderAgent
-    monitor: RenderMonitor | None = None
-    base_url: str = ""
-    _cache: dict[str, tuple[float, Any]] = field(default_factory=dict)
-    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
-
-    @property
-    def agents(self) -> Sequence[LocalAgent]:
-        limits = {t: AgentLimits(timeout_ms=v["timeoutMs"], max_attempts=v["maxAttempts"], backoff_ms=v["backoffMs"]) for t, v in LIMITS.items()}
-        return (LocalAgent(SLUG, LOCAL_URL, limits, self.agent.handle, {"renderApi": self.base_url}, heartbeat_s=HEARTBEAT_S),)
-
-    @property
-    def jobs(self) -> Sequence[ScheduledJob]:
-        if self.monitor is None:
-            return ()
-        every = max(0.1, self.host.settings.RENDER_MONITOR_INTERVAL_MS / 1000)
-        return (ScheduledJob("render-monitor", self.monitor.tick, every, first_after_s=0.5),)
-
-    async def close(self) -> None:
-        await self.client.aclose()
-
-    async def cached(self, key: str, max_age: float, load: Callable[[], Awaitable[T]]) -> T:
-        """Single-flight TTL cache for dashboard reads (many open tabs, one Render call)."""
-        hit = self._cache.get(key)
-        if hit and time.monotonic() - hit[0] < max_age:
-            return cast(T, hit[1])
-        async with self._locks.setdefault(key, asyncio.Lock()):
-            hit = self._cache.get(key)
-            if hit and time.monotonic() - hit[0] < max_age:
-                return cast(T, hit[1])
-            value = await load()
-            if len(self._cache) > 2000:
-                self._cache.clear()
-            self._cache[key] = (time.monotonic(), value)
-            return value
-
-    def forget(self, prefix: str = "") -> None:
-        for key in [k for k in self._cache if k.startswith(prefix)]:
-            self._cache.pop(key, None)
-
-
-async def start_render(host: Host) -> RenderRuntime | None:
-    """The Render plugin's runtime (agent, and the monitor when services are watched), or None
-    without RENDER_API_TOKEN. The composition root registers the agent and schedules the jobs."""
-    settings = host.settings
-    if not settings.RENDER_API_TOKEN:
-        return None
-    client = RenderClient(settings.RENDER_API_BASE_URL, settings.RENDER_API_TOKEN)
-    agent = RenderAgent(host.pool, client, settings, host.writer)
-    render = RenderRuntime(host=host, client=client, agent=agent, base_url=settings.RENDER_API_BASE_URL)
-    if settings.monitored_services:
-        render.monitor = RenderMonitor(host, client)
-    host.writer.info(
-        "render agent ready",
-        {"api": settings.RENDER_API_BASE_URL, "monitor": settings.monitored_services, "intervalMs": settings.RENDER_MONITOR_INTERVAL_MS},
-    )
-    return render
-
-
-def require(rt: Runtime) -> RenderRuntime:
-    """The process's Render runtime, or a 503 saying how to configure it."""
-    render = rt.plugin(RenderRuntime)
-    if render is None:
-        raise RenderFailure(503, NOT_CONFIGURED)
-    return render
 
 
 # ----- tasks --------------------------------------------------------------------------------
@@ -158,7 +69,7 @@ async def run_task(
 ) -> Any:
     """Create a ``render.*`` task, wait for it, return its output (or raise RenderFailure)."""
     task = await create_task(render, task_type, payload, source=source, correlation_id=correlation_id, idempotency_key=idempotency_key)
-    row = await wait_task(render, task["id"], wait_s)
+    row = await wait_task(render, task.id, wait_s)
     return await outcome(render, row)
 
 
@@ -170,11 +81,11 @@ async def create_task(
     source: str,
     correlation_id: str | None = None,
     idempotency_key: str | None = None,
-) -> dict[str, Any]:
-    return await tasks.create(render.host.pool, task_type, payload, source=source, correlation_id=correlation_id, idempotency_key=idempotency_key)
+) -> Task:
+    return await tasks.create(render.host, task_type, payload, source=source, correlation_id=correlation_id, idempotency_key=idempotency_key)
 
 
-async def wait_task(render: RenderRuntime, task_id: uuid.UUID, wait_s: float = DEFAULT_WAIT_S, poll_s: float = 1.0) -> dict[str, Any]:
+async def wait_task(render: RenderRuntime, task_id: uuid.UUID, wait_s: float = DEFAULT_WAIT_S, poll_s: float = 1.0) -> Task:
     """The task once it is done, failed or cancelled: woken by the live bus, polled as a fallback."""
 
     def mine(msg: LiveMessage) -> bool:
@@ -184,13 +95,13 @@ async def wait_task(render: RenderRuntime, task_id: uuid.UUID, wait_s: float = D
     deadline = time.monotonic() + wait_s
     try:
         while True:
-            task, _ = await tasks.get(render.host.pool, task_id)
-            if task["status"] in tasks.TERMINAL:
+            task = await render.host.tasks.get(task_id)
+            if task.status.finished:
                 return task
             left = deadline - time.monotonic()
             if left <= 0:
                 raise RenderFailure(
-                    504, f"task {task_id} is still {task['status']} after {wait_s:g}s; follow it at GET /task/{task_id}", taskId=str(task_id)
+                    504, f"task {task_id} is still {task.status} after {wait_s:g}s; follow it at GET /task/{task_id}", taskId=str(task_id)
                 )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(sub.get(), timeout=min(poll_s, left))
@@ -198,23 +109,22 @@ async def wait_task(render: RenderRuntime, task_id: uuid.UUID, wait_s: float = D
         render.host.bus.unsubscribe(sub)
 
 
-async def outcome(render: RenderRuntime, task: dict[str, Any]) -> Any:
+async def outcome(render: RenderRuntime, task: Task) -> Any:
     """A finished task's output, or the RenderFailure its events describe."""
-    task_id = str(task["id"])
-    if task["status"] == "done":
-        output = (task.get("result") or {}).get("output")
-        return output
-    if task["status"] == "cancelled":
+    task_id = str(task.id)
+    if task.status is TaskStatus.DONE:
+        return (task.result or {}).get("output")
+    if task.status is TaskStatus.CANCELLED:
         raise RenderFailure(409, f"task {task_id} was cancelled", taskId=task_id)
-    _, events = await tasks.get(render.host.pool, task["id"])
-    errors = [e for e in events if e["kind"] == "render.error" and isinstance(e.get("data"), dict)]
-    message = str((task.get("error") or {}).get("message") or "the Render task failed")
+    _, events = await tasks.get(render.host, task.id)
+    errors = [e for e in events if e.kind == "render.error" and isinstance(e.data, dict)]
+    message = str((task.error or {}).get("message") or "the Render task failed")
     extra: dict[str, Any] = {"taskId": task_id}
     for e in events:
-        if e["kind"] == "render.apply.result" and isinstance(e.get("data"), dict):
-            extra.update({k: v for k, v in e["data"].items() if k in ("ok", "plan", "result")})
+        if e.kind == "render.apply.result" and isinstance(e.data, dict):
+            extra.update({k: v for k, v in e.data.items() if k in ("ok", "plan", "result")})
     if errors:
-        data = errors[-1]["data"]
+        data = errors[-1].data
         status = int(data.get("status") or 0)
         extra["renderStatus"] = status or None
         extra["requestId"] = data.get("requestId")
@@ -302,8 +212,6 @@ async def list_deploys(render: RenderRuntime, service_id: str, limit: int = 20, 
 
 
 async def list_env(render: RenderRuntime, service_id: str) -> dict[str, str]:
-    from .agent import mask_env
-
     try:
         return mask_env({e["key"]: e["value"] for e in await render.client.list_env_vars(service_id)})
     except RenderAPIError as exc:
@@ -331,16 +239,12 @@ async def latest_deploy(render: RenderRuntime, service_id: str, max_age: float =
 
 
 async def recent_fixes(render: RenderRuntime, limit: int = 20) -> list[dict[str, Any]]:
-    from .fixes import recent
-
-    return await recent(render.host.pool, limit)
+    return await fixes.recent(render.host.pool, limit)
 
 
-async def recent_tasks(render: RenderRuntime, limit: int = 10) -> list[dict[str, Any]]:
-    """The latest ``render.*`` tasks (one indexed scan per type, bounded)."""
-    sql = "SELECT * FROM tasks WHERE type = ANY(%(types)s) ORDER BY updated_at DESC, id DESC LIMIT %(limit)s"
-    async with render.host.pool.connection() as conn:
-        return await (await conn.execute(sql, {"types": list(TASK_TYPES), "limit": max(1, min(limit, 100))})).fetchall()
+async def recent_tasks(render: RenderRuntime, limit: int = 10) -> list[Task]:
+    """The latest ``render.*`` tasks (bounded)."""
+    return await tasks.recent(render.host, limit)
 
 
 def _csv(value: str | None) -> list[str] | None:

@@ -4,7 +4,7 @@ Why an agent at all: every change made to Render (from the API, the CLI, the das
 monitor) is a task, so it is queued, claimed, retried or failed like any other, and each step
 it takes is a task event the operator sees in the activity stream. Entry points create the task
 and wait for it (``service.py``); whichever instance claims it runs :meth:`RenderAgent.handle`
-(``Runtime.local_handlers["render"]``) with the process's one :class:`RenderClient`.
+(registered as the local handler of the ``render`` agent, see ``runtime.py``) with the process's one :class:`RenderClient`.
 
 Task types and payloads (camelCase, like the REST bodies):
 
@@ -39,11 +39,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from psycopg_pool import AsyncConnectionPool
-
 from opsloop.backend.config import Settings, get_settings
 from opsloop.backend.logs.writer import LogWriter
 from opsloop.backend.tasks.dispatcher import PermanentFailure
+from opsloop.plugin import Host
 
 from . import tasks
 from .blueprint import MASK, BlueprintError, load_blueprint
@@ -51,7 +50,7 @@ from .blueprint_apply import ApplyResult, StepResult, apply
 from .blueprint_plan import plan_against
 from .blueprint_wait import wait_and_check
 from .client import RenderAPIError, RenderClient, change_env
-from .openapi_check import project_root
+from .reference import project_root
 from .task_types import ACTOR, LIMITS, LOCAL_URL, SLUG, TASK_TYPES  # noqa: F401 (the agent's contract, named here too)
 
 FAILED_STATUSES = frozenset({"build_failed", "update_failed", "pre_deploy_failed"})
@@ -142,8 +141,8 @@ def _deploy_brief(deploy: Mapping[str, Any] | None) -> dict[str, Any]:
 class RenderAgent:
     """Runs ``render.*`` tasks with one Render client; see the module docstring."""
 
-    def __init__(self, pool: AsyncConnectionPool, client: RenderClient, settings: Settings, writer: LogWriter | None = None) -> None:
-        self.pool = pool
+    def __init__(self, host: Host, client: RenderClient, settings: Settings, writer: LogWriter | None = None) -> None:
+        self.host = host
         self.client = client
         self.settings = settings
         self.writer = writer
@@ -168,12 +167,12 @@ class RenderAgent:
         return self._owner_id
 
     async def handle(self, task: dict[str, Any]) -> Any:
-        """``local_handlers["render"]``: run one claimed task, writing an event per step."""
+        """The ``render`` agent's local handler: run one claimed task, writing an event per step."""
         handler = self._handlers.get(task["type"])
         ids = {"task_id": task["id"], "trace_id": task["trace_id"], "correlation_id": task["correlation_id"]}
 
         async def emit(kind: str, data: Any) -> None:
-            await tasks.add_event(self.pool, task["id"], ACTOR, kind, data)
+            await tasks.add_event(self.host, task["id"], ACTOR, kind, data)
 
         if handler is None:
             raise PermanentFailure(f"the render agent does not handle {task['type']}")
@@ -370,8 +369,8 @@ def _bad_checks(result: ApplyResult) -> list[str]:
 
 
 def _open(token: Any) -> Any:
-    """Sealed env values (see `opsloop.backend.sealing`); a payload error when they cannot be opened."""
-    from opsloop.backend.sealing import SealError, unseal
+    """Sealed env values (see `opsloop.render.sealing`); a payload error when they cannot be opened."""
+    from opsloop.render.sealing import SealError, unseal
 
     if not isinstance(token, str):
         raise PayloadError("sealedEnv must be a sealed string")

@@ -7,7 +7,7 @@ import reflex as rx
 
 from opsloop.components.badges import status_badge
 from opsloop.components.layout import empty_state, error_callout, page
-from opsloop.state.render import TYPES, RenderState
+from opsloop.render.state import TYPES, RenderState
 
 DEPLOY_COLORS = {
     "live": "green",

@@ -39,8 +39,10 @@ async def _run(path: str | None, secrets: dict[str, str], *, dry_run: bool, wait
     from opsloop.backend import db
     from opsloop.backend.config import get_settings
     from opsloop.backend.embedded_db import DEFAULT_DATA_DIR, stop_embedded
-    from opsloop.backend.render import service
     from opsloop.backend.runtime import Runtime
+    from opsloop.render import service
+    from opsloop.render.errors import RenderFailure
+    from opsloop.render.runtime import require
 
     if not get_settings().INTERNAL_KEY:  # seals the operator's values in this process's own task only
         os.environ["INTERNAL_KEY"] = random_secrets.token_hex(24)
@@ -52,14 +54,14 @@ async def _run(path: str | None, secrets: dict[str, str], *, dry_run: bool, wait
         await asyncio.to_thread(db.upgrade_database, url)
         rt = Runtime(dispatch=True)
         await rt.start()
-        render = service.require(rt)
+        render = require(rt)
         plan = await service.plan_blueprint(render, path, secrets)
         if dry_run:
             return {"dryRun": True, "plan": plan}, 200
         if confirm is not None and not await confirm(plan):
             return {"dryRun": True, "plan": plan, "notApplied": True}, 200
         return {"dryRun": False, **await service.apply_blueprint(render, path, source="cli", secrets=secrets, wait=wait)}, 200
-    except service.RenderFailure as exc:
+    except RenderFailure as exc:
         return exc.body(), exc.status
     finally:
         if rt is not None:

@@ -2,7 +2,7 @@
 
 Why: the client and the local fake must speak Render's API as Render documents it, so
 tests record their traffic and check every request and every answer here (the fake can
-also check its own traffic, see ``fake.create_fake_render_app(validate_openapi=True)``).
+also check its own traffic, see ``app.create_fake_render_app(validate_openapi=True)``).
 
 The document is OpenAPI 3.0; it is translated once into JSON Schema:
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,23 +37,11 @@ from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-REFERENCE_DIR_ENV = "OPSLOOP_RENDER_REFERENCE_DIR"
+from opsloop.render.reference import reference_dir
+
 _DOC_URI = "urn:opsloop:render-openapi"
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 _METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
-
-
-def project_root() -> Path:
-    """The repository root (this file lives in ``<root>/opsloop/backend/render``)."""
-    return Path(__file__).resolve().parents[3]
-
-
-def reference_dir() -> Path:
-    """Where Render's reference data lives (``OPSLOOP_RENDER_REFERENCE_DIR`` wins)."""
-    override = os.environ.get(REFERENCE_DIR_ENV)
-    if override:
-        return Path(override)
-    return project_root().parent / "shared" / "render"
 
 
 def openapi_path() -> Path:

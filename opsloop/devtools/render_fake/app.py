@@ -68,9 +68,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .client import RATE_LIMITS, RateLimit, rate_class
-from .fake_resources import Resources
-from .fake_runner import DEFAULT_PORT, DeployFailed, Runner
+from opsloop.render.client import RATE_LIMITS, RateLimit, rate_class
+
+from .resources import Resources
+from .runner import DEFAULT_PORT, DeployFailed, Runner
 
 API_PREFIX = "/v1"
 SRC_ROOT = "/opt/render/project/src"
@@ -815,7 +816,7 @@ class FakeRender:
         task.add_done_callback(lambda _t, did=deploy["id"]: self._tasks.pop(did, None))
 
     async def _build(self, service_id: str, deploy: dict[str, Any]) -> None:
-        """Walk one deploy through its statuses: really run (``fake_runner``), or the build model."""
+        """Walk one deploy through its statuses: really run (``runner.py``), or the build model."""
         await asyncio.sleep(self.build_seconds * 0.25)
         service = self.services[service_id]  # the configuration as the build starts
         if self.runner is not None and self.runner.source(service.get("repo")) is not None:
@@ -839,7 +840,7 @@ class FakeRender:
         self._finish(service_id, deploy, "live")
 
     async def _boot(self, service_id: str, deploy: dict[str, Any], service: dict[str, Any]) -> None:
-        """A deploy that really runs: build, pre-deploy, start, health check (``fake_runner``)."""
+        """A deploy that really runs: build, pre-deploy, start, health check (``runner.py``)."""
         assert self.runner is not None
         self._set_status(deploy, "build_in_progress")
         deploy["startedAt"] = deploy["updatedAt"]
@@ -1117,7 +1118,7 @@ def create_fake_render_app(
     ``token``: when set, every ``/v1`` request needs ``Authorization: Bearer <token>``.
     ``validate_openapi``: check every exchange against Render's OpenAPI document and list
     the problems at ``GET /__fake__/openapi-problems`` (needs the reference data).
-    ``runner``: really build and run services whose repository it can reach (``fake_runner``).
+    ``runner``: really build and run services whose repository it can reach (``runner.py``).
     ``postgres_url``: a PostgreSQL server (admin URL) where Postgres instances are real databases.
     """
     checker = None
