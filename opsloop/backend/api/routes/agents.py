@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 
-from opsloop.backend.api.deps import JSON, caller, read_json, runtime, service_caller, validate
+from opsloop.backend.api.deps import JSON, RuntimeDep, caller, read_json, service_caller, validate
 from opsloop.backend.api.schemas import AgentHeartbeat, AgentRegistration
 from opsloop.backend.errors import NotFound
-from opsloop.backend.runtime import Runtime
 
 router = APIRouter(tags=["agents"])
 
 
 @router.post("/agents/register", dependencies=[Depends(service_caller)], summary="An agent announces itself")
-async def register(request: Request, rt: Runtime = Depends(runtime)) -> JSON:
+async def register(request: Request, rt: RuntimeDep) -> JSON:
     body = validate(AgentRegistration, await read_json(request))
     meta = {"limits": body.limits or {}, "configUrl": body.configUrl}
     row = await rt.registry.register(slug=body.slug, url=body.url, task_types=body.taskTypes, endpoint=body.endpoint, meta=meta)
@@ -23,7 +22,7 @@ async def register(request: Request, rt: Runtime = Depends(runtime)) -> JSON:
 
 
 @router.post("/agents/heartbeat", dependencies=[Depends(service_caller)], summary="An agent is alive")
-async def heartbeat(request: Request, rt: Runtime = Depends(runtime)) -> JSON:
+async def heartbeat(request: Request, rt: RuntimeDep) -> JSON:
     body = validate(AgentHeartbeat, await read_json(request))
     row = await rt.registry.heartbeat(body.slug)
     if row is None:
@@ -32,5 +31,5 @@ async def heartbeat(request: Request, rt: Runtime = Depends(runtime)) -> JSON:
 
 
 @router.get("/agents", dependencies=[Depends(caller)], summary="Registered agents and app instances")
-async def list_agents(rt: Runtime = Depends(runtime)) -> JSON:
+async def list_agents(rt: RuntimeDep) -> JSON:
     return JSON({"agents": await rt.registry.list_rows()})
