@@ -170,11 +170,3 @@ class SessionStore:
                 )
             ).fetchall()
         return {r["id"] for r in rows}
-
-
-def store() -> SessionStore:
-    """Deprecated: the runtime's session store (`Runtime.sessions`), for the callers that do not
-    receive it yet (the dashboard's gate and session states). Routes use `api.deps.session_store`."""
-    from opsloop.backend.api.deps import process_runtime
-
-    return process_runtime().sessions

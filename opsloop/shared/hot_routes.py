@@ -24,24 +24,20 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+if TYPE_CHECKING:
+    from fastapi import APIRouter, FastAPI
+
 from opsloop.shared.http import counting, declared_too_large, is_json, too_large_message
 
 ErrorResponder = Callable[[Exception], Response]
 Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-class RouteTable(Protocol):
-    """What a FastAPI app or APIRouter offers to declare a route (kept structural: the agents'
-    apps and the app's routers both fit, and this module needs no FastAPI import)."""
-
-    def add_api_route(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -62,7 +58,7 @@ class FastRoute:
         response = await self.endpoint(Request(scope, receive))
         await response(scope, receive, send)
 
-    def declare(self, table: RouteTable) -> None:
+    def declare(self, table: APIRouter | FastAPI) -> None:
         """The framework's route for the same endpoint: the OpenAPI document, and the requests
         that take the full stack (a browser's: CORS and CSRF)."""
         endpoint = self.endpoint
@@ -92,7 +88,7 @@ class FastRoutes:
     def __init__(self) -> None:
         self.table: dict[tuple[str, str], ASGIApp] = {}
 
-    def add(self, route: FastRoute, on: RouteTable) -> FastRoute:
+    def add(self, route: FastRoute, on: APIRouter | FastAPI) -> FastRoute:
         route.declare(on)
         self.table[(route.method, route.path)] = route
         return route

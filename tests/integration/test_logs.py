@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from opsloop.backend.logs.repository import search_logs
-from opsloop.backend.tasks.repository import list_events
+from opsloop.backend.tasks.store import EventFilter, TaskStore
 from tests.conftest import Stack
 from tests.support.database import fresh_database
 from tests.support.processes import INTERNAL_KEY, PASSWORD, USER
@@ -328,6 +328,11 @@ class _Capture:
 
     async def fetchall(self) -> list[Any]:
         return []
+
+
+async def list_events(pool: Any, *, limit: int, **filters: Any) -> Any:
+    """The task store's event listing, over the capturing pool."""
+    return await TaskStore(pool).list_events(EventFilter(**filters), limit=limit)
 
 
 def captured(fn: Any, **filters: Any) -> tuple[str, Any]:

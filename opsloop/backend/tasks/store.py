@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from opsloop.backend.batching import GroupCommit
-from opsloop.backend.db import execute_prepared
+from opsloop.backend.db import DictPool, execute_prepared
 from opsloop.backend.errors import BadRequest, Conflict, NotFound
 from opsloop.backend.jsonutil import storable
 from opsloop.backend.listing import Where, id_cursor, page
@@ -101,8 +101,8 @@ def _refused(exc: BaseException) -> BaseException:
 class TaskStore:
     """All persistence of tasks and their events, over one pool. Built once by the runtime."""
 
-    def __init__(self, pool: AsyncConnectionPool, *, max_batch: int = 256, max_inflight: int = 2) -> None:
-        self.pool = pool
+    def __init__(self, pool: AsyncConnectionPool[Any], *, max_batch: int = 256, max_inflight: int = 2) -> None:
+        self.pool: DictPool = pool  # made by `db.make_pool`: dict rows
         # Creates that arrive together are one statement (see `batching.py`).
         self.creates: GroupCommit[NewTask, Created] = GroupCommit(
             self._create_group, max_batch=max_batch, max_inflight=max_inflight, split_on=(psycopg.DataError,), refused=_refused
@@ -175,30 +175,6 @@ class TaskStore:
         async with self.pool.connection() as conn:
             rows = await (await conn.execute(Q.tasks_by_types, {"types": list(types), "limit": limit})).fetchall()
         return [Task.from_row(r) for r in rows]
-
-    async def list(self, filters: TaskFilter = TaskFilter(), *, limit: int = 50, cursor: str | None = None) -> tuple[list[Task], str | None]:
-        """Newest `updated_at` first, keyset-paged on (updated_at, id); each filter has an index."""
-        _check_status(filters.status)
-        where = (
-            Where(limit=limit + 1)
-            .eq("status", filters.status)
-            .eq("correlation_id", filters.correlation_id)
-            .eq("trace_id", filters.trace_id)
-            .eq("type", filters.type)
-            .since("updated_at", filters.since)
-            .until("updated_at", filters.until)
-        )
-        if cursor:
-            ts, last_id = decode_cursor(cursor, 2)
-            try:
-                c_ts, c_id = datetime.fromisoformat(ts), uuid.UUID(last_id)
-            except (TypeError, ValueError, AttributeError):
-                raise BadCursor("cursor is not valid") from None
-            where.add("(updated_at, id) < (%(c_ts)s, %(c_id)s)", c_ts=c_ts, c_id=c_id)
-        sql = where.sql("SELECT * FROM tasks", "ORDER BY updated_at DESC, id DESC LIMIT %(limit)s")
-        async with self.pool.connection() as conn:
-            rows = await (await conn.execute(sql, where.params)).fetchall()
-        return page([Task.from_row(r) for r in rows], limit, task_cursor)
 
     async def count_by_status(self, filters: TaskFilter = TaskFilter()) -> dict[str, int]:
         """Counts per status for the dashboard's filter chips (bounded by the same filters;
@@ -397,6 +373,31 @@ class TaskStore:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.creates.drain(), timeout=5)
         await self.creates.close()
+
+    # Last in the class: below it, `list` in an annotation would name this method (mypy).
+    async def list(self, filters: TaskFilter = TaskFilter(), *, limit: int = 50, cursor: str | None = None) -> tuple[list[Task], str | None]:
+        """Newest `updated_at` first, keyset-paged on (updated_at, id); each filter has an index."""
+        _check_status(filters.status)
+        where = (
+            Where(limit=limit + 1)
+            .eq("status", filters.status)
+            .eq("correlation_id", filters.correlation_id)
+            .eq("trace_id", filters.trace_id)
+            .eq("type", filters.type)
+            .since("updated_at", filters.since)
+            .until("updated_at", filters.until)
+        )
+        if cursor:
+            ts, last_id = decode_cursor(cursor, 2)
+            try:
+                c_ts, c_id = datetime.fromisoformat(ts), uuid.UUID(last_id)
+            except (TypeError, ValueError, AttributeError):
+                raise BadCursor("cursor is not valid") from None
+            where.add("(updated_at, id) < (%(c_ts)s, %(c_id)s)", c_ts=c_ts, c_id=c_id)
+        sql = where.sql("SELECT * FROM tasks", "ORDER BY updated_at DESC, id DESC LIMIT %(limit)s")
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute(sql, where.params)).fetchall()
+        return page([Task.from_row(r) for r in rows], limit, task_cursor)
 
 
 async def _fetch(conn: psycopg.AsyncConnection[Any], sql: str, params: dict[str, Any]) -> list[Row]:

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from psycopg_pool import AsyncConnectionPool
-
 from opsloop.backend.agents.registry import Registry
 from opsloop.backend.errors import Unprocessable
-from opsloop.backend.tasks.model import Created, NewTask, Row
+from opsloop.backend.tasks.model import Created, NewTask
 from opsloop.backend.tasks.store import TaskStore, new_trace_id
 
 
@@ -47,10 +45,3 @@ async def submit(
             max_attempts=agent.limits_for(type).max_attempts,
         )
     )
-
-
-async def submit_task(pool: AsyncConnectionPool, registry: Registry, **request: Any) -> tuple[Row, bool]:
-    """Deprecated (the dashboard's form until it calls `submit` with the runtime's store):
-    `submit` over a store of its own, answering `({id, trace_id, status, agent_slug}, created)`."""
-    created = await submit(TaskStore(pool), registry, **request)
-    return created.row(), created.created
