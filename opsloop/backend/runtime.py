@@ -1,8 +1,11 @@
-"""The process-wide runtime: pool, registry, live bus, dispatcher, log writer, scheduled jobs, plugins.
+"""The composition root: one `Runtime` per process builds the pool, the task store (with its
+create group commit), the log store, the session store, the registry, the live bus, the
+dispatcher, the log writer, the scheduler and the plugins once, and owns their lifetime.
 
 Both ways of running the app start it: the Reflex app (as a lifespan task) and the headless API
-(`opsloop serve`, FastAPI lifespan). Dashboard states and API routes reach the domain through
-`get_runtime()`, in the same process, never over HTTP.
+(`opsloop serve`, FastAPI lifespan). `get_runtime()` is called only at the edges: `api/deps.py`
+(routes receive typed dependencies), `opsloop/opsloop.py` and the dashboard's one accessor
+(`state/access.py`); domain modules receive what they need.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from opsloop.backend.live import codec
 from opsloop.backend.live.bus import LiveBus
 from opsloop.backend.logs import repository as logs_repo
 from opsloop.backend.logs.writer import LogWriter
+from opsloop.backend.retention import PURGEABLE, purge
 from opsloop.backend.sessions import SessionStore
 from opsloop.backend.tasks.dispatcher import Dispatcher
 from opsloop.backend.tasks.model import Task
@@ -156,7 +160,7 @@ class Runtime:
     async def retention(self) -> dict[str, int]:
         """Delete logs and task events older than LOG_RETENTION_DAYS, in small batches."""
         cutoff = datetime.now(UTC) - timedelta(days=self.settings.LOG_RETENTION_DAYS)
-        deleted = {"logs": await self.logs.delete_older_than(cutoff), "task_events": await self.tasks.delete_events_older_than(cutoff)}
+        deleted = {table: await purge(self.pool, table, cutoff) for table in PURGEABLE}
         if any(deleted.values()):
             self.writer.info("retention deleted old rows", deleted)
         return deleted
