@@ -129,8 +129,8 @@ class Runtime:
         return found if isinstance(found, kind) else None
 
     def _on_notification(self, payload: str) -> None:
-        if payload.startswith(codec.TASK + ":"):
-            self.dispatcher.on_task_notification(payload)
+        if codec.has_new_task(payload):  # only a new task (version 1) can be claimable
+            self.dispatcher.wake()
         elif payload.startswith(codec.AGENT + ":"):  # an agent (re-)registered, maybe at a new URL
             self.registry.invalidate()
 

@@ -38,7 +38,7 @@ def unauthorized() -> HTTPException:
 async def caller(request: Request) -> Principal:
     """Basic Auth, X-Internal-Key or the dashboard session; `?auth=` is only for stream routes (see `stream_caller`).
     Async (like every dependency here): FastAPI runs a plain `def` in a worker thread per request."""
-    p = await identify(request)  # Basic (throttled per address after failures), X-Internal-Key, or the session cookie
+    p = await identify(request, session_store)  # Basic (throttled per address after failures), X-Internal-Key, or the session cookie
     if p is None:
         raise unauthorized()
     return p

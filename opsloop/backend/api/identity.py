@@ -9,6 +9,8 @@ counted (a browser's first request carries none).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import HTTPException
 from starlette.requests import HTTPConnection
 
@@ -16,7 +18,7 @@ from opsloop.backend import limiter
 from opsloop.backend.api.proxies import trusted_proxies
 from opsloop.backend.auth import Principal, authenticate
 from opsloop.backend.config import get_settings
-from opsloop.backend.sessions import COOKIE
+from opsloop.backend.sessions import COOKIE, SessionStore
 
 
 def too_many(wait: float, what: str) -> HTTPException:
@@ -28,7 +30,9 @@ def client_key(conn: HTTPConnection) -> str:
     return limiter.address_key(trusted_proxies().client(conn.scope))
 
 
-async def identify(conn: HTTPConnection) -> Principal | None:
+async def identify(conn: HTTPConnection, sessions: Callable[[], SessionStore]) -> Principal | None:
+    """Basic Auth or X-Internal-Key (throttled per address after failures), else the session
+    cookie, looked up in `sessions()` (asked for only when a cookie is there)."""
     headers = conn.headers
     authorization = headers.get("authorization")
     internal_key = headers.get("x-internal-key")
@@ -36,9 +40,7 @@ async def identify(conn: HTTPConnection) -> Principal | None:
         token = conn.cookies.get(COOKIE)
         if not token:
             return None
-        from opsloop.backend.api.deps import session_store  # deps imports this module
-
-        session = await session_store().lookup(token)
+        session = await sessions().lookup(token)
         return Principal("operator", session.user) if session else None
     return authenticate_limited(conn, authorization, internal_key)
 

@@ -23,7 +23,6 @@ from psycopg.types.json import Jsonb
 from opsloop.backend import jsonutil
 from opsloop.backend.agents.registry import Registry, TypeLimits
 from opsloop.backend.batching import GroupCommit
-from opsloop.backend.live.codec import has_new_task
 from opsloop.backend.tasks.model import Task
 from opsloop.backend.tasks.store import Answer, TaskStore
 from opsloop.backend.tasks.unreachable import UnreachableAgents
@@ -93,15 +92,11 @@ class Dispatcher:
         self.unreachable = UnreachableAgents(wait_s=agent_wait_s, url_of=self._agent_url, expire=self._expire_waits, on_back=self.wake)
 
     def wake(self) -> None:
-        """There may be something to claim (a task was queued here, or a slot freed up)."""
+        """There may be something to claim: a task was queued here, a slot freed up, or another
+        instance created one (the runtime wakes it on a live notification of a new task:
+        `live.codec.has_new_task`; other changes, such as claims, answers and events, would only
+        cost an empty claim, and re-queues wake their own instance)."""
         self._wake.set()
-
-    def on_task_notification(self, payload: str) -> None:
-        """A live `t:` notification (`t:<id>:<version>,…`): only a new task (version 1) can be
-        claimable. Every other change (claims, answers, events) would just cost an empty claim;
-        re-queues wake their own instance (retry timer, reclaim, the retry route)."""
-        if has_new_task(payload):
-            self._wake.set()
 
     async def run(self) -> None:
         """Main loop plus its helpers (lease renewal, expiry reclaim); answers are written by
