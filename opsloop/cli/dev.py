@@ -119,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"\n  opsloop is ready:  {public_url}\n  log in as {login}\n  Ctrl-C stops everything.\n", flush=True)
         supervisor.run_forever()  # a child that dies is restarted with backoff; only a signal ends this
+        return 0
     except KeyboardInterrupt:
         say("dev", "stopping…")
         return 0

@@ -182,7 +182,8 @@ def summary(client: Client, run: Run, console: Console) -> bool:
             if d is not None:
                 durations.setdefault(name, []).append(d)
         elif task and status in ("error", "cancelled"):
-            error = task.get("error") if isinstance(task.get("error"), dict) else {}
+            raw_error = task.get("error")
+            error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
             reason = f"after {error['attempts']} attempt(s): {error.get('message')}" if error.get("attempts") else str(error.get("message", status))
             key = (name, status, reason)
             failures[key] += 1

@@ -49,7 +49,8 @@ def service_keys(service: str) -> tuple[list[str], list[str]]:
     """(required, optional) key names for one service, in schema order."""
     if service not in SERVICES:
         raise ValueError(f"unknown service {service!r}; known: {', '.join(SERVICES)}")
-    required, optional = [], []
+    required: list[str] = []
+    optional: list[str] = []
     for key, spec in load_schema()["properties"].items():
         if service not in spec.get("x-services", []):
             continue

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
 
+from opsloop.backend.db import DictPool
 from opsloop.backend.sql import queries
 
 Q = queries("agents")
@@ -80,7 +80,7 @@ def _agent(row: dict[str, Any]) -> Agent:
 class Registry:
     """Cached view of the registry for routing; `refresh()` re-reads it."""
 
-    def __init__(self, pool: AsyncConnectionPool, ttl_s: float = 3.0) -> None:
+    def __init__(self, pool: DictPool, ttl_s: float = 3.0) -> None:
         self.pool = pool
         self.ttl_s = ttl_s
         self._agents: dict[str, Agent] = {}
@@ -154,6 +154,7 @@ class Registry:
         async with self.pool.connection() as conn:
             row = await (await conn.execute(Q.register, params)).fetchone()
         await self.refresh()
+        assert row is not None  # an upsert RETURNING always returns its row
         return row
 
     async def heartbeat(self, slug: str) -> dict[str, Any] | None:

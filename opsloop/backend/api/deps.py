@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
@@ -27,7 +28,7 @@ class JSON(JSONResponse):
         return jsonutil.dumps(content)
 
 
-def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSON:
+def error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSON:
     return JSON({"error": message}, status_code=status, headers=headers)
 
 

@@ -9,10 +9,9 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from psycopg_pool import AsyncConnectionPool
 
 from opsloop.backend.batching import GroupCommit
-from opsloop.backend.db import execute_prepared
+from opsloop.backend.db import DictPool, execute_prepared
 from opsloop.backend.errors import BadRequest
 from opsloop.backend.listing import Where, id_cursor, page
 from opsloop.backend.models import LOG_LEVELS
@@ -53,7 +52,7 @@ def _dumps_batch(entries: list[dict[str, Any]]) -> str:
     return text.replace("\\u0000", "\\ufffd") if "\\u0000" in text else text
 
 
-async def _insert(pool: AsyncConnectionPool, batch: str, *, with_ts: bool, returning: bool) -> list[Row]:
+async def _insert(pool: DictPool, batch: str, *, with_ts: bool, returning: bool) -> list[Row]:
     """Committed with `synchronous_commit = off` (for this transaction only, set inside the one
     statement, so it costs no round trip): every insert NOTIFYs (the live trigger), and
     PostgreSQL holds one server-wide lock from a NOTIFY until its commit is flushed, so with
@@ -68,7 +67,7 @@ async def _insert(pool: AsyncConnectionPool, batch: str, *, with_ts: bool, retur
         return await cur.fetchall()
 
 
-async def insert_logs(pool: AsyncConnectionPool, entries: list[dict[str, Any]], *, returning: bool = True) -> list[Row]:
+async def insert_logs(pool: DictPool, entries: list[dict[str, Any]], *, returning: bool = True) -> list[Row]:
     """Store our own lines (snake_case keys, `ts` kept) in one statement; the rows (or just ids)."""
     if not entries:
         return []
@@ -88,7 +87,7 @@ async def insert_logs(pool: AsyncConnectionPool, entries: list[dict[str, Any]], 
     return await _insert(pool, _dumps_batch(batch), with_ts=True, returning=returning)
 
 
-async def insert_json(pool: AsyncConnectionPool, batch: str, *, returning: bool = False) -> list[Row]:
+async def insert_json(pool: DictPool, batch: str, *, returning: bool = False) -> list[Row]:
     """Store a validated JSON array of API entries (camelCase, as POST /log takes them) as is."""
     return await _insert(pool, batch, with_ts=False, returning=returning)
 
@@ -103,7 +102,7 @@ class LogStore:
     every line that queued while earlier statements ran). Under no load a line goes in alone at
     once; under load the per-line database cost falls by the group size. Built by the runtime."""
 
-    def __init__(self, pool: AsyncConnectionPool, max_inflight: int = 4, max_group: int = 1000) -> None:
+    def __init__(self, pool: DictPool, max_inflight: int = 4, max_group: int = 1000) -> None:
         self.pool = pool
         self.singles: GroupCommit[bytes, Row] = GroupCommit(self._insert_group, max_batch=max_group, max_inflight=max_inflight)
 
@@ -159,7 +158,7 @@ def index_word(q: str) -> str | None:
 
 
 async def search_logs(
-    pool: AsyncConnectionPool,
+    pool: DictPool,
     *,
     service: str | None = None,
     level: str | None = None,
@@ -206,7 +205,7 @@ async def search_logs(
 
 
 async def delete_older_than(
-    pool: AsyncConnectionPool,
+    pool: DictPool,
     cutoff: datetime,
     batch: int = 5000,
     on_batch: Callable[[int], None] | None = None,

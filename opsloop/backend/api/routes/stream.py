@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -305,7 +306,7 @@ def _control(kind: str, data: Any) -> str:
     return jsonutil.dumps_str({"ts": datetime.now(UTC), "type": kind, "data": data})
 
 
-async def _deny(ws: WebSocket, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+async def _deny(ws: WebSocket, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
     """Refuse the handshake with a real HTTP answer (401, 403, 503), as every other route does."""
     if "websocket.http.response" in ws.scope.get("extensions", {}):
         await ws.send_denial_response(error(status, message, headers))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
 
 from opsloop.backend.api.deps import (
     JSON,
@@ -44,7 +47,7 @@ def _trace_id(request: Request) -> str:
     return given
 
 
-def _body_schema(model: type) -> dict:
+def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
