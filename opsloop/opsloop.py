@@ -15,6 +15,7 @@ import reflex as rx
 
 from opsloop.backend.api.app import create_api
 from opsloop.backend.api.security_headers import SecurityHeaders
+from opsloop.backend.plugins import installed as installed_plugins
 from opsloop.backend.runtime import get_runtime
 from opsloop.pages.activity import activity_page
 from opsloop.pages.agents import agents_page
@@ -24,7 +25,6 @@ from opsloop.pages.new_task import new_task_page
 from opsloop.pages.overview import overview_page
 from opsloop.pages.task_detail import task_detail_page
 from opsloop.pages.tasks import tasks_page
-from opsloop.plugins import installed as installed_plugins
 from opsloop.serving import FrontendOrigin
 from opsloop.state.activity import ActivityState
 from opsloop.state.agents import AgentsState

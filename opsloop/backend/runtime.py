@@ -30,13 +30,13 @@ from opsloop.backend.live import codec
 from opsloop.backend.live.bus import LiveBus
 from opsloop.backend.logs import repository as logs_repo
 from opsloop.backend.logs.writer import LogWriter
+from opsloop.backend.plugin import P, PluginRuntime
+from opsloop.backend.plugins import installed as installed_plugins
 from opsloop.backend.retention import PURGEABLE, purge
 from opsloop.backend.sessions import SessionStore
 from opsloop.backend.tasks.dispatcher import Dispatcher
 from opsloop.backend.tasks.model import Task
 from opsloop.backend.tasks.store import TaskStore
-from opsloop.plugin import P, PluginRuntime
-from opsloop.plugins import installed as installed_plugins
 
 log = logging.getLogger("opsloop.runtime")
 APP_SERVICE = "opsloop"

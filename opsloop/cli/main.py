@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     smoke.add_argument("--url", help=url_help)
     smoke.set_defaults(func=_smoke)
 
-    from opsloop.plugins import installed as installed_plugins
+    from opsloop.backend.plugins import installed as installed_plugins
 
     for plugin in installed_plugins():  # e.g. `opsloop render …` (argparse only: no configuration needed)
         plugin.add_commands(sub, url_help)

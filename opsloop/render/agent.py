@@ -41,8 +41,8 @@ from typing import Any
 
 from opsloop.backend.config import Settings, get_settings
 from opsloop.backend.logs.writer import LogWriter
+from opsloop.backend.plugin import Host
 from opsloop.backend.tasks.dispatcher import PermanentFailure
-from opsloop.plugin import Host
 
 from . import tasks
 from .blueprint import MASK, BlueprintError, load_blueprint

@@ -5,7 +5,7 @@ with events like any change made from the dashboard. `status` and `list` read Re
 when RENDER_API_TOKEN is set (they change nothing), else through opsloop too. `plan` asks
 opsloop (it knows the account's owner and the repository). `plan` and `apply` run in this
 process when RENDER_API_TOKEN is set and no opsloop answers, or with `--local` (the first
-deploy: `render_local`). `fake` runs the local Render.
+deploy: `render_local`). `fake` runs the local Render (a dev tool: `opsloop.devtools.render_fake`).
 
 Exit codes: 0 success; 1 the operation failed (opsloop or Render said no, or could not be
 reached); 2 usage or configuration error; 3 the operation worked but the outcome is bad
@@ -56,27 +56,6 @@ def add_parser(sub: Any, url_help: str) -> None:
         p.set_defaults(func=functools.partial(run, func))  # each failure: one line and its exit code
         return p
 
-    fake = command("fake", "run the local fake of Render's API (for development and tests)", _fake, url=False)
-    fake.add_argument("--host", default="127.0.0.1")
-    fake.add_argument("--port", type=int, default=10000)
-    fake.add_argument("--token", help="Bearer token the fake requires (default: RENDER_API_TOKEN; none: any)")
-    fake.add_argument("--build-seconds", type=float, default=2.0, help="simulated build time (default 2)")
-    fake.add_argument("--rate-scale", type=float, default=1.0, help="multiply Render's rate limits (default 1: Render's own)")
-    fake.add_argument("--work-dir", help="where deploys are checked out, built and run (default: a new temporary folder)")
-    fake.add_argument("--build-venv", help="a virtualenv whose packages builds reuse instead of downloading (e.g. .venv)")
-    fake.add_argument(
-        "--repo-map", action="append", default=[], metavar="URL=PATH", help="clone this repository URL from a local git folder (repeatable)"
-    )
-    fake.add_argument(
-        "--build-env",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra env for builds and processes, e.g. where a build tool is (repeatable)",
-    )
-    fake.add_argument("--postgres-url", help="PostgreSQL server (admin URL) for real Postgres instances, or `embedded`")
-    fake.add_argument("--validate-openapi", action="store_true", help="check every exchange against Render's OpenAPI document")
-
     status = command("status", "services with their latest deploy status", _status)
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("--fail-on-error", action="store_true", help="exit 3 when a latest deploy failed")
@@ -121,6 +100,15 @@ def add_parser(sub: Any, url_help: str) -> None:
         p.add_argument("--local", action="store_true", help="run in this process, not in a running opsloop (default when none answers)")
 
     render.set_defaults(func=lambda _args: _usage(render))
+
+
+def subcommands(sub: Any) -> argparse._SubParsersAction[argparse.ArgumentParser] | None:
+    """The `render` group's subcommands (None when the group is absent), for commands that other
+    packages add to it: `render fake` comes from the dev tools, which the plugin never imports."""
+    render = sub.choices.get("render")
+    if render is None:
+        return None
+    return next(a for a in render._actions if isinstance(a, argparse._SubParsersAction))
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -176,16 +164,6 @@ def _print_json(value: Any) -> None:
 
 def _age(ts: str | None) -> str:
     return (ts or "")[:19].replace("T", " ")
-
-
-# ----- fake -----------------------------------------------------------------------------------
-
-
-def _fake(args: argparse.Namespace) -> int:
-    """The local Render lives with the dev tools; this is the one place the plugin reaches them."""
-    from opsloop.devtools.render_fake.cli import run_fake
-
-    return run_fake(args)
 
 
 # ----- reads: Render directly when a token is set, else through opsloop ----------------------------

@@ -32,7 +32,7 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from opsloop.backend.config import get_settings
-from opsloop.plugin import Host
+from opsloop.backend.plugin import Host
 
 from . import fixes, tasks
 from .client import RenderAPIError, RenderClient

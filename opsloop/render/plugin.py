@@ -1,4 +1,4 @@
-"""The Render plugin: what Render adds to opsloop, through `opsloop.plugin`'s hooks.
+"""The Render plugin: what Render adds to opsloop, through `opsloop.backend.plugin`'s hooks.
 
 Cheap to import (the CLI parses arguments with it, without configuration): every hook imports
 what it adds when it is called.
@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from opsloop.plugin import Host, NavItem, Page, PluginRuntime
+from opsloop.backend.plugin import Host, NavItem, Page, PluginRuntime
 
 if TYPE_CHECKING:
     from fastapi import APIRouter

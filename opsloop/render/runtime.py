@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from opsloop.plugin import AgentLimits, Host, LocalAgent, PluginRuntime, ScheduledJob
+from opsloop.backend.plugin import AgentLimits, Host, LocalAgent, PluginRuntime, ScheduledJob
 
 from .agent import RenderAgent
 from .client import RenderClient

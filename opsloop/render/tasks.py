@@ -10,9 +10,9 @@ import uuid
 from typing import Any
 
 from opsloop.backend.jsonutil import has_nul
+from opsloop.backend.plugin import Host
 from opsloop.backend.tasks.model import Task, TaskEvent, TaskStatus
 from opsloop.backend.tasks.submit import submit
-from opsloop.plugin import Host
 
 from .errors import RenderFailure
 from .task_types import SLUG, TASK_TYPES

@@ -29,7 +29,7 @@ from opsloop.backend.api.routes import agents, health, logs, session, stream, ta
 from opsloop.backend.api.security_headers import SecurityHeaders
 from opsloop.backend.config import get_settings
 from opsloop.backend.errors import DomainError
-from opsloop.plugins import installed as installed_plugins
+from opsloop.backend.plugins import installed as installed_plugins
 from opsloop.shared.hot_routes import FastRoutes, HotRoutes
 
 log = logging.getLogger("opsloop.api")

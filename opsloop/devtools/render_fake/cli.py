@@ -1,24 +1,54 @@
-"""`opsloop render fake`: the local Render from the command line (arguments declared in
-`opsloop.render.cli`, which calls `run_fake`)."""
+"""`opsloop render fake`: the local Render from the command line, added to the Render plugin's
+`render` group by the dev tools' own plugin (`plugin.py`), so the Render plugin never imports them."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import sys
 import tempfile
 from pathlib import Path
 
-from opsloop.backend.config import get_settings
+from opsloop.render import cli as render_cli
 from opsloop.render.cli import EXIT_OK, UsageError
-
-from .app import run_fake_render
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`render fake` in the `render` group (nothing when the Render plugin is not installed)."""
+    group = render_cli.subcommands(sub)
+    if group is None:
+        return
+    help = "run the local fake of Render's API (for development and tests)"
+    fake = group.add_parser("fake", help=help, description=help)
+    fake.set_defaults(func=functools.partial(render_cli.run, run_fake))  # each failure: one line and its exit code
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--port", type=int, default=10000)
+    fake.add_argument("--token", help="Bearer token the fake requires (default: RENDER_API_TOKEN; none: any)")
+    fake.add_argument("--build-seconds", type=float, default=2.0, help="simulated build time (default 2)")
+    fake.add_argument("--rate-scale", type=float, default=1.0, help="multiply Render's rate limits (default 1: Render's own)")
+    fake.add_argument("--work-dir", help="where deploys are checked out, built and run (default: a new temporary folder)")
+    fake.add_argument("--build-venv", help="a virtualenv whose packages builds reuse instead of downloading (e.g. .venv)")
+    fake.add_argument(
+        "--repo-map", action="append", default=[], metavar="URL=PATH", help="clone this repository URL from a local git folder (repeatable)"
+    )
+    fake.add_argument(
+        "--build-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra env for builds and processes, e.g. where a build tool is (repeatable)",
+    )
+    fake.add_argument("--postgres-url", help="PostgreSQL server (admin URL) for real Postgres instances, or `embedded`")
+    fake.add_argument("--validate-openapi", action="store_true", help="check every exchange against Render's OpenAPI document")
+
+
 def run_fake(args: argparse.Namespace) -> int:
     """`opsloop render fake`: check the arguments, start the embedded PostgreSQL when asked, serve."""
+    from opsloop.backend.config import get_settings
+
     token = args.token if args.token is not None else (get_settings().RENDER_API_TOKEN or None)
     if token:
         _check_token(token)
@@ -70,6 +100,8 @@ def _serve_fake(
     postgres_url: str | None,
     build_env: dict[str, str],
 ) -> None:
+    from .app import run_fake_render  # the server's packages, only when it runs
+
     run_fake_render(
         args.host,
         args.port,

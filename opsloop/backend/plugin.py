@@ -1,7 +1,7 @@
 """The plugin interface: how a plugin (Render is the first) adds itself to opsloop.
 
 Why: the core (tasks, agents, logs, live) must not know any one integration. A plugin is a
-leaf: it imports the core, the core never imports it. `opsloop.plugins` names the installed
+leaf: it imports the core, the core never imports it. `opsloop.backend.plugins` names the installed
 plugins by import string; four places iterate them, each for one hook:
 
 - the composition root (`opsloop.backend.runtime.Runtime.start/stop`): `start(host)` returns

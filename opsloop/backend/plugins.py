@@ -2,7 +2,7 @@
 
 Plugins are named by import string (``module:attribute``), not imported here, so that the core
 never imports a plugin (the import contracts check it): a plugin is loaded when a process asks
-for the list, and the core sees it only through `opsloop.plugin.Plugin`.
+for the list, and the core sees it only through `opsloop.backend.plugin.Plugin`.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from __future__ import annotations
 import functools
 import importlib
 
-from opsloop.plugin import Plugin
+from opsloop.backend.plugin import Plugin
 
-INSTALLED: tuple[str, ...] = ("opsloop.render.plugin:plugin",)
+# In order: the dev tools' `render fake` joins the Render plugin's command group.
+INSTALLED: tuple[str, ...] = ("opsloop.render.plugin:plugin", "opsloop.devtools.render_fake.plugin:plugin")
 
 
 @functools.cache
