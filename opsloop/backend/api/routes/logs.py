@@ -13,11 +13,13 @@ import uuid
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import TypeAdapter
 
 from opsloop.backend.api.deps import (
     JSON,
+    Caller,
+    RuntimeDep,
     caller,
     corr_param,
     parse_limit,
@@ -116,9 +118,7 @@ INGEST = FastRoute(
 
 
 @router.get("/logs", summary="Search logs, newest first, keyset-paged")
-async def search(request: Request) -> JSON:
-    await caller(request)
-    rt = await runtime()
+async def search(request: Request, _: Caller, rt: RuntimeDep) -> JSON:
     q = request.query_params
     task_id = None
     if q.get("taskId"):
@@ -142,8 +142,10 @@ async def search(request: Request) -> JSON:
     return JSON({"logs": logs, "next_cursor": next_cursor})
 
 
-@router.post("/admin/retention", summary="Run the retention job now (internal key only): delete logs and task events older than LOG_RETENTION_DAYS")
-async def retention(request: Request) -> JSON:
-    await service_caller(request)
-    rt = await runtime()
+@router.post(
+    "/admin/retention",
+    dependencies=[Depends(service_caller)],
+    summary="Run the retention job now (internal key only): delete logs and task events older than LOG_RETENTION_DAYS",
+)
+async def retention(rt: RuntimeDep) -> JSON:
     return JSON({"deleted": await rt.retention(), "retentionDays": rt.settings.LOG_RETENTION_DAYS})
