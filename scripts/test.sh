@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the whole test suite against real PostgreSQL: OPSLOOP_TEST_DATABASE_URL when set (a server
 # where a scratch database can be created), else the embedded server. Installs Debian's chromium
-# for the browser tests when it is missing. Extra arguments go to pytest.
+# for the browser tests when it is missing. Checks the import contracts first. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
@@ -13,4 +13,6 @@ if ! command -v chromium >/dev/null 2>&1; then
     echo "warning: chromium is missing (apt-get install chromium); browser tests will be skipped"
   fi
 fi
+echo "==> import contracts (import-linter, pyproject.toml)"
+.venv/bin/lint-imports --no-cache
 exec .venv/bin/python -m pytest "$@"
