@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
-    from psycopg_pool import AsyncConnectionPool
     from reflex.components.component import Component
     from reflex.event import IndividualEventType
 
     from opsloop.backend.agents.registry import Registry
     from opsloop.backend.config import Settings
+    from opsloop.backend.db import DictPool
     from opsloop.backend.live.bus import LiveBus
     from opsloop.backend.logs.writer import LogWriter
     from opsloop.backend.tasks.dispatcher import LocalHandler
@@ -95,7 +95,7 @@ class Host(Protocol):
     @property
     def settings(self) -> Settings: ...
     @property
-    def pool(self) -> AsyncConnectionPool: ...
+    def pool(self) -> DictPool: ...
     @property
     def writer(self) -> LogWriter: ...
     @property

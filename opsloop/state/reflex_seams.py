@@ -66,7 +66,7 @@ def before_connect(app: rx.App, hook: ConnectHook) -> None:
         return await connect(sid, environ, auth)
 
     namespace.on_connect = on_connect  # type: ignore[method-assign]  # the wrap described above
-    namespace._opsloop_hooked = True  # type: ignore[attr-defined]  # marks the namespace as wrapped
+    namespace._opsloop_hooked = True  # marks the namespace as wrapped
 
 
 def root_of(state: BaseState) -> BaseState:

@@ -156,8 +156,8 @@ def route_table(app: object) -> list[tuple[str, str, str]]:
                 walk(inner)
             elif isinstance(r, WebSocketRoute) or type(r).__name__ == "APIWebSocketRoute":
                 out.append(("ws", "WS", r.path))  # type: ignore[attr-defined]
-            elif hasattr(r, "methods") and r.methods:  # type: ignore[attr-defined]
-                for m in sorted(r.methods - {"HEAD"}):  # type: ignore[attr-defined]
+            elif hasattr(r, "methods") and r.methods:
+                for m in sorted(r.methods - {"HEAD"}):
                     out.append(("http", m, r.path))  # type: ignore[attr-defined]
 
     walk(getattr(app, "routes", []))

@@ -388,7 +388,7 @@ class LiveBus:
             task = row["id"] if msg.kind == "task" else row.get("task_id")
             for route in (("trace", trace), ("task", str(task) if task is not None else None)):
                 if route[1] is not None and route in self._routes:
-                    candidates.extend(self._routes[route])  # type: ignore[index]
+                    candidates.extend(self._routes[route])
         for sub in candidates:
             if sub.accepts is not None and not sub.accepts(msg):
                 continue
