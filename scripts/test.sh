@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the whole test suite against real PostgreSQL: OPSLOOP_TEST_DATABASE_URL when set (a server
 # where a scratch database can be created), else the embedded server. Installs Debian's chromium
-# for the browser tests when it is missing. Checks the import contracts first. Extra arguments go to pytest.
+# for the browser tests when it is missing. Checks the import contracts and types first. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
@@ -15,4 +15,6 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 echo "==> import contracts (import-linter, pyproject.toml)"
 .venv/bin/lint-imports --no-cache
+echo "==> type check (mypy over opsloop/ and agents/, pyproject.toml)"
+.venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"

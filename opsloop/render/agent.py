@@ -216,7 +216,8 @@ class RenderAgent:
             env = env_of(p.get("env") or {})
         body["ownerId"] = body.get("ownerId") or await self.owner_id()
         if env:
-            given = body.get("envVars") if isinstance(body.get("envVars"), list) else []
+            raw_given = body.get("envVars")
+            given: list[Any] = raw_given if isinstance(raw_given, list) else []
             merged = {e["key"]: e for e in given if isinstance(e, dict) and isinstance(e.get("key"), str)}
             merged.update({k: {"key": k, "value": v} for k, v in env.items()})
             body["envVars"] = list(merged.values())

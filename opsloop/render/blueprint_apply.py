@@ -181,9 +181,9 @@ class Applier:
         if later:
             raise BlueprintError(f"env group {sp.name}: references are not supported in env groups ({', '.join(k for k, _ in later)})")
         if sp.action == "create":
-            group = await self.client.create_env_group({"name": sp.name, "ownerId": self.owner_id, "envVars": entries})
-            self.actual.groups[sp.name] = group
-            return StepResult(sp.name, "create", True, group["id"], f"created with {len(entries)} variable(s)", kind="envGroup")
+            created = await self.client.create_env_group({"name": sp.name, "ownerId": self.owner_id, "envVars": entries})
+            self.actual.groups[sp.name] = created
+            return StepResult(sp.name, "create", True, created["id"], f"created with {len(entries)} variable(s)", kind="envGroup")
         assert sp.service_id is not None
         group: dict[str, Any] = {}
         for entry in entries:

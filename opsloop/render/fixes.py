@@ -20,8 +20,10 @@ from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection
+from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
+
+from opsloop.backend.db import DictPool
 
 APPLIED = ("pending", "fixed", "failed", "error")
 Row = dict[str, Any]
@@ -44,26 +46,26 @@ _NOTE = "UPDATE render_fixes SET fix = coalesce(fix, '{}'::jsonb) || %(extra)s W
 _RECENT = "SELECT * FROM render_fixes ORDER BY created_at DESC, id DESC LIMIT %(limit)s"
 
 
-async def for_deploy(conn: AsyncConnection, service_id: str, deploy_id: str) -> Row | None:
+async def for_deploy(conn: AsyncConnection[DictRow], service_id: str, deploy_id: str) -> Row | None:
     return await (await conn.execute(_FOR_DEPLOY, {"sid": service_id, "did": deploy_id})).fetchone()
 
 
-async def pending(conn: AsyncConnection, service_id: str) -> list[Row]:
+async def pending(conn: AsyncConnection[DictRow], service_id: str) -> list[Row]:
     return await (await conn.execute(_PENDING, {"sid": service_id})).fetchall()
 
 
-async def failed_fixes(conn: AsyncConnection, service_id: str) -> list[dict[str, Any]]:
+async def failed_fixes(conn: AsyncConnection[DictRow], service_id: str) -> list[dict[str, Any]]:
     rows = await (await conn.execute(_FAILED, {"sid": service_id})).fetchall()
     return [r["fix"] or {} for r in rows]
 
 
-async def applied_since(conn: AsyncConnection, service_id: str, since: datetime) -> int:
+async def applied_since(conn: AsyncConnection[DictRow], service_id: str, since: datetime) -> int:
     row = await (await conn.execute(_APPLIED_SINCE, {"sid": service_id, "applied": list(APPLIED), "since": since})).fetchone()
     return int(row["n"]) if row else 0
 
 
 async def insert(
-    conn: AsyncConnection, service_id: str, deploy_id: str, problem: str, fix: dict[str, Any], outcome: str, task_id: uuid.UUID | None = None
+    conn: AsyncConnection[DictRow], service_id: str, deploy_id: str, problem: str, fix: dict[str, Any], outcome: str, task_id: uuid.UUID | None = None
 ) -> Row:
     params = {"sid": service_id, "did": deploy_id, "problem": problem, "fix": Jsonb(fix), "outcome": outcome, "task_id": task_id}
     row = await (await conn.execute(_INSERT, params)).fetchone()
@@ -71,15 +73,15 @@ async def insert(
     return row
 
 
-async def settle(conn: AsyncConnection, fix_id: int, outcome: str, extra: dict[str, Any]) -> Row | None:
+async def settle(conn: AsyncConnection[DictRow], fix_id: int, outcome: str, extra: dict[str, Any]) -> Row | None:
     """Close a pending fix (only once: a fix already settled is left as it is)."""
     return await (await conn.execute(_SETTLE, {"id": fix_id, "outcome": outcome, "extra": Jsonb(extra)})).fetchone()
 
 
-async def note(conn: AsyncConnection, fix_id: int, extra: dict[str, Any]) -> None:
+async def note(conn: AsyncConnection[DictRow], fix_id: int, extra: dict[str, Any]) -> None:
     await conn.execute(_NOTE, {"id": fix_id, "extra": Jsonb(extra)})
 
 
-async def recent(pool: AsyncConnectionPool, limit: int = 20) -> list[Row]:
+async def recent(pool: DictPool, limit: int = 20) -> list[Row]:
     async with pool.connection() as conn:
         return await (await conn.execute(_RECENT, {"limit": max(1, min(limit, 200))})).fetchall()

@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg import AsyncConnection
+from psycopg.rows import DictRow
 
 from opsloop.backend.config import get_settings
 from opsloop.backend.plugin import Host
@@ -186,7 +187,7 @@ class RenderMonitor:
             finally:
                 await conn.execute("SELECT pg_advisory_unlock(hashtextextended(%(k)s, 0))", {"k": key})
 
-    async def _check(self, conn: AsyncConnection, service: dict[str, Any]) -> str:
+    async def _check(self, conn: AsyncConnection[DictRow], service: dict[str, Any]) -> str:
         sid, name = str(service["id"]), str(service.get("name") or service["id"])
         for fix in await fixes.pending(conn, sid):
             state = await self._settle(conn, fix, name)
@@ -236,7 +237,7 @@ class RenderMonitor:
         return await self._apply(conn, service, deploy_id, problems, changes, skipped)
 
     async def _apply(
-        self, conn: AsyncConnection, service: dict[str, Any], deploy_id: str, problems: list[str], changes: list[Change], skipped: list[str]
+        self, conn: AsyncConnection[DictRow], service: dict[str, Any], deploy_id: str, problems: list[str], changes: list[Change], skipped: list[str]
     ) -> str:
         sid, name = str(service["id"]), str(service.get("name") or service["id"])
         patch = patch_of(changes)
@@ -269,7 +270,7 @@ class RenderMonitor:
         )
         return "fixing"
 
-    async def _settle(self, conn: AsyncConnection, fix: dict[str, Any], name: str) -> str:
+    async def _settle(self, conn: AsyncConnection[DictRow], fix: dict[str, Any], name: str) -> str:
         """Decide a pending fix from its task: 'settled', or 'fixing' while the task runs.
 
         The autofix task itself waits for its redeploy, and reverts the change when the redeploy

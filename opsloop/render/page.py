@@ -4,6 +4,7 @@ apply, the monitor's fixes, and the latest Render tasks (every action here is on
 from __future__ import annotations
 
 import reflex as rx
+from reflex.vars.object import ObjectVar
 
 from opsloop.components.badges import status_badge
 from opsloop.components.layout import empty_state, error_callout, page
@@ -34,7 +35,7 @@ def badge(value: rx.Var[str], colors: dict[str, str], **props) -> rx.Component:
     )
 
 
-def section(title: str, *children: rx.Component, actions: rx.Component | None = None, **props) -> rx.Component:
+def section(title: str | rx.Var[str], *children: rx.Component, actions: rx.Component | None = None, **props) -> rx.Component:
     return rx.card(
         rx.hstack(rx.heading(title, size="3"), rx.spacer(), actions or rx.fragment(), align="center", margin_bottom="0.75em"),
         *children,
@@ -43,7 +44,7 @@ def section(title: str, *children: rx.Component, actions: rx.Component | None = 
     )
 
 
-def service_row(row: rx.Var[dict[str, str]]) -> rx.Component:
+def service_row(row: ObjectVar[dict[str, str]]) -> rx.Component:
     busy = RenderState.busy == row["id"]
     return rx.table.row(
         rx.table.cell(
@@ -64,11 +65,16 @@ def service_row(row: rx.Var[dict[str, str]]) -> rx.Component:
                     size="1",
                     variant="soft",
                     disabled=RenderState.busy != "",
-                    on_click=RenderState.deploy(row["id"]),
+                    on_click=RenderState.deploy(row["id"]),  # type: ignore[operator]  # mypy reads rx.event handlers as EventNamespace
                     class_name="deploy-button",
                 ),
                 rx.button(
-                    rx.icon("key-round", size=14), "Env", size="1", variant="soft", color_scheme="gray", on_click=RenderState.open_env(row["id"])
+                    rx.icon("key-round", size=14),
+                    "Env",
+                    size="1",
+                    variant="soft",
+                    color_scheme="gray",
+                    on_click=RenderState.open_env(row["id"]),  # type: ignore[operator]  # mypy reads rx.event handlers as EventNamespace
                 ),
                 spacing="2",
             )
@@ -194,7 +200,7 @@ def env_card() -> rx.Component:
     )
 
 
-def plan_row(row: rx.Var[dict[str, str]]) -> rx.Component:
+def plan_row(row: ObjectVar[dict[str, str]]) -> rx.Component:
     return rx.table.row(
         rx.table.cell(rx.vstack(rx.text(row["name"], weight="medium"), rx.text(row["type"], size="1", color_scheme="gray"), spacing="0")),
         rx.table.cell(badge(row["action"], ACTION_COLORS)),
@@ -207,7 +213,7 @@ def plan_row(row: rx.Var[dict[str, str]]) -> rx.Component:
     )
 
 
-def applied_row(row: rx.Var[dict[str, str]]) -> rx.Component:
+def applied_row(row: ObjectVar[dict[str, str]]) -> rx.Component:
     return rx.hstack(
         badge(row["ok"], {"ok": "green", "failed": "red", "not attempted": "gray"}),
         rx.text(row["service"], weight="medium", size="2"),
@@ -283,7 +289,7 @@ def blueprint_card() -> rx.Component:
     )
 
 
-def fix_row(row: rx.Var[dict[str, str]]) -> rx.Component:
+def fix_row(row: ObjectVar[dict[str, str]]) -> rx.Component:
     return rx.table.row(
         rx.table.cell(rx.text(row["when"], size="1")),
         rx.table.cell(rx.text(row["service"], weight="medium")),
@@ -326,7 +332,7 @@ def fixes_card() -> rx.Component:
     )
 
 
-def task_item(row: rx.Var[dict[str, str]]) -> rx.Component:
+def task_item(row: ObjectVar[dict[str, str]]) -> rx.Component:
     return rx.hstack(
         rx.link(rx.code(row["short_id"]), href="/dashboard/tasks/" + row["id"]),
         rx.text(row["type"], size="2"),

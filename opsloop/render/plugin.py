@@ -35,7 +35,8 @@ class RenderPlugin:
         from .page import render_page
         from .state import RenderState
 
-        return (Page("/dashboard/render", render_page, "Render", (RenderState.load,), NavItem("Render", "cloud")),)
+        on_load = (RenderState.load,)
+        return (Page("/dashboard/render", render_page, "Render", on_load, NavItem("Render", "cloud")),)  # type: ignore[arg-type]  # mypy reads rx.event handlers as EventNamespace
 
     def add_commands(self, sub: argparse._SubParsersAction[argparse.ArgumentParser], url_help: str) -> None:
         from .cli import add_parser

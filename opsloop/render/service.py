@@ -140,9 +140,10 @@ async def outcome(render: RenderRuntime, task: Task) -> Any:
 
 async def create_service(render: RenderRuntime, service: dict[str, Any], env: dict[str, str] | None, *, source: str) -> dict[str, Any]:
     # env values travel sealed: the task row (and GET /task/{id}) shows only their keys
-    given = service.get("envVars") if isinstance(service.get("envVars"), list) else []
+    raw_given = service.get("envVars")
+    given: list[Any] = raw_given if isinstance(raw_given, list) else []
     body = {k: v for k, v in service.items() if k != "envVars"}
-    keys = sorted({*(env or {}), *(e.get("key") for e in given if isinstance(e, dict) and isinstance(e.get("key"), str))})
+    keys = sorted({*(env or {}), *(str(e["key"]) for e in given if isinstance(e, dict) and isinstance(e.get("key"), str))})
     payload = {"service": body, "sealedEnv": seal({"env": env or {}, "envVars": given}), "envKeys": keys}
     out = await run_task(render, "render.create", payload, source=source, correlation_id=_corr(service.get("name")))
     render.forget()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 import reflex as rx
@@ -123,30 +124,30 @@ def plan_rows(plan: dict[str, Any]) -> list[dict[str, str]]:
 
 
 class RenderState(LiveView, rx.State):
-    configured: bool = False
-    api: str = ""
-    monitor: str = ""
-    rows: list[dict[str, str]] = []
-    page: int = 1
-    total: int = 0
-    type_filter: str = ""
-    loading: bool = False
-    busy: str = ""
-    error: str = ""
-    notice: str = ""
-    env_service: str = ""
-    env_name: str = ""
-    env_current: list[list[str]] = []
-    env_text: str = ""
-    env_clear: bool = False
-    env_confirm: str = ""  # set: "Replace all" waits for a second, explicit click
-    plan: list[dict[str, str]] = []
-    plan_notes: list[str] = []
-    plan_noop: bool = False
-    plan_loaded: bool = False
-    applied: list[dict[str, str]] = []
-    fixes: list[dict[str, str]] = []
-    tasks: list[dict[str, str]] = []
+    configured: rx.Field[bool] = rx.field(False)
+    api: rx.Field[str] = rx.field("")
+    monitor: rx.Field[str] = rx.field("")
+    rows: rx.Field[list[dict[str, str]]] = rx.field(default_factory=list)
+    page: rx.Field[int] = rx.field(1)
+    total: rx.Field[int] = rx.field(0)
+    type_filter: rx.Field[str] = rx.field("")
+    loading: rx.Field[bool] = rx.field(False)
+    busy: rx.Field[str] = rx.field("")
+    error: rx.Field[str] = rx.field("")
+    notice: rx.Field[str] = rx.field("")
+    env_service: rx.Field[str] = rx.field("")
+    env_name: rx.Field[str] = rx.field("")
+    env_current: rx.Field[list[list[str]]] = rx.field(default_factory=list)
+    env_text: rx.Field[str] = rx.field("")
+    env_clear: rx.Field[bool] = rx.field(False)
+    env_confirm: rx.Field[str] = rx.field("")  # set: "Replace all" waits for a second, explicit click
+    plan: rx.Field[list[dict[str, str]]] = rx.field(default_factory=list)
+    plan_notes: rx.Field[list[str]] = rx.field(default_factory=list)
+    plan_noop: rx.Field[bool] = rx.field(False)
+    plan_loaded: rx.Field[bool] = rx.field(False)
+    applied: rx.Field[list[dict[str, str]]] = rx.field(default_factory=list)
+    fixes: rx.Field[list[dict[str, str]]] = rx.field(default_factory=list)
+    tasks: rx.Field[list[dict[str, str]]] = rx.field(default_factory=list)
 
     @rx.var
     def has_next(self) -> bool:
@@ -162,7 +163,7 @@ class RenderState(LiveView, rx.State):
     # ----- loading ---------------------------------------------------------------------
 
     @rx.event
-    async def load(self) -> None:
+    async def load(self) -> AsyncIterator[None]:
         rt = runtime()
         rr = rt.plugin(RenderRuntime)
         self.configured = rr is not None

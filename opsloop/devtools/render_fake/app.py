@@ -813,7 +813,8 @@ class FakeRender:
     def _run(self, service_id: str, deploy: dict[str, Any]) -> None:
         task = asyncio.get_running_loop().create_task(self._build(service_id, deploy))
         self._tasks[deploy["id"]] = task
-        task.add_done_callback(lambda _t, did=deploy["id"]: self._tasks.pop(did, None))
+        did: str = deploy["id"]
+        task.add_done_callback(lambda _t: self._tasks.pop(did, None))
 
     async def _build(self, service_id: str, deploy: dict[str, Any]) -> None:
         """Walk one deploy through its statuses: really run (``runner.py``), or the build model."""
@@ -921,8 +922,9 @@ class FakeRender:
         if direction not in ("forward", "backward"):
             raise FakeError(400, "direction must be forward or backward")
         now = datetime.now(UTC)
-        start = _parse_time(call.one("startTime")) if call.one("startTime") else now - timedelta(hours=1)
-        end = _parse_time(call.one("endTime")) if call.one("endTime") else now
+        start_raw, end_raw = call.one("startTime"), call.one("endTime")
+        start = _parse_time(start_raw) if start_raw else now - timedelta(hours=1)
+        end = _parse_time(end_raw) if end_raw else now
         matching = [r for r in self.logs if r["ownerId"] == owner_id and start <= r["at"] <= end and _labels_match(r["entry"], resources, call)]
         if direction == "backward":
             matching.reverse()
@@ -1018,7 +1020,7 @@ def _server_details(kind: str, details: Mapping[str, Any], slug: str, image: Any
     out: dict[str, Any] = {
         "env": runtime,
         "runtime": runtime,
-        "envSpecificDetails": _env_specific(runtime, details.get("envSpecificDetails") or {}),
+        "envSpecificDetails": _env_specific(str(runtime), details.get("envSpecificDetails") or {}),
         "plan": _enum(details.get("plan", "starter"), PLANS, "serviceDetails.plan"),
         "region": _enum(details.get("region", "oregon"), REGIONS, "serviceDetails.region"),
         "buildPlan": "starter",

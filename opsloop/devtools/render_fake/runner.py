@@ -184,7 +184,11 @@ class Runner:
 
     async def resolve_commit(self, source: str, branch: str) -> dict[str, str]:
         """The branch's commit (``HEAD`` also works: a detached local checkout has no branch)."""
-        refs = dict(reversed(line.split("\t", 1)) for line in (await _capture(["git", "ls-remote", source])).splitlines() if "\t" in line)
+        refs: dict[str, str] = {}
+        for line in (await _capture(["git", "ls-remote", source])).splitlines():
+            if "\t" in line:
+                sha_of, name = line.split("\t", 1)
+                refs[name] = sha_of
         sha = refs.get(f"refs/heads/{branch}") or refs.get(branch) or ""
         if not re.fullmatch(r"[0-9a-f]{40}", sha):
             raise DeployFailed("build_failed", f"==> Branch {branch} not found in {source}")
