@@ -15,6 +15,7 @@ from opsloop.shared.jsonutil import (
     check,
     dumps,
     dumps_str,
+    encode,
     encode_checked,
     has_nul,
     loads,
@@ -26,9 +27,11 @@ __all__ = [
     "ANSWER_DEPTH",
     "MAX_DEPTH",
     "JSONRejected",
+    "as_jsonb",
     "check",
     "dumps",
     "dumps_str",
+    "encode",
     "encode_checked",
     "has_nul",
     "loads",
@@ -48,4 +51,9 @@ def storable(value: Any, what: str = "value", max_depth: int = MAX_DEPTH) -> Jso
     of others) only passes the text along. None stays SQL NULL."""
     if value is None:
         return None
-    return Jsonb(encode_checked(value, what, max_depth).decode(), dumps=_as_is)
+    return as_jsonb(encode_checked(value, what, max_depth))
+
+
+def as_jsonb(encoded: bytes) -> Jsonb:
+    """Text the policy already encoded, as a jsonb parameter psycopg passes along untouched."""
+    return Jsonb(encoded.decode(), dumps=_as_is)

@@ -95,8 +95,14 @@ def check(value: Any, what: str = "value", max_depth: int = MAX_DEPTH) -> None:
 
 
 def encode_checked(value: Any, what: str = "value", max_depth: int = MAX_DEPTH) -> bytes:
-    """`check`, then encode; an integer beyond 64 bits is refused rather than stored as a float."""
+    """`check`, then `encode`."""
     check(value, what, max_depth)
+    return encode(value, what)
+
+
+def encode(value: Any, what: str = "value") -> bytes:
+    """Encode a value `check` already passed; an integer beyond 64 bits is refused rather than
+    stored as a float."""
     try:
         return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
     except TypeError as exc:

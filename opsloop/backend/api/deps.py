@@ -152,8 +152,4 @@ def text_param(request: Request, name: str) -> str | None:
 
 def corr_param(request: Request) -> str | None:
     """`corrId` and `correlationId` are both accepted (the earlier system used both)."""
-    q = request.query_params
-    value = q.get("correlationId") or q.get("corrId") or None
-    if value is not None and "\x00" in value:
-        raise BadRequest("correlationId cannot contain the NUL character")
-    return value
+    return text_param(request, "correlationId") or text_param(request, "corrId")

@@ -335,6 +335,6 @@ def _storable_answer(slug: str | None, result: dict[str, Any]) -> Jsonb:
     """The answer as its own jsonb parameter, or a PermanentFailure saying why it cannot be stored."""
     try:
         jsonutil.check(result["output"], "answer", jsonutil.ANSWER_DEPTH)  # as the agent sent it (local handlers too)
-        return jsonutil.storable(result, "answer", jsonutil.ANSWER_DEPTH + 1)  # type: ignore[return-value]  # a dict: never None
+        return jsonutil.as_jsonb(jsonutil.encode(result, "answer"))  # the wrapper adds our own fields only: checked once
     except jsonutil.JSONRejected as exc:
         raise PermanentFailure(f"agent {slug}'s {exc.message}") from None
